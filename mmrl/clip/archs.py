@@ -1,0 +1,38 @@
+"""Backbone architectures by config name.
+
+The authors' names (``ViT-B/16``) map to open_clip architectures with OpenAI weights and
+QuickGELU. Small architectures with the same module structure serve tests and the demo.
+"""
+from __future__ import annotations
+
+import torch
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+# OpenAI names -> (open_clip architecture, SHA256 of the OpenAI file = the hash in its URL)
+OPENAI_MODELS = {
+    "ViT-B/32": ("ViT-B-32", "40d3715913c9da98579e3b3ccc6c7d5ee8dbe5ff9836e2a82a37c0e9cfb7e1b1"),
+    "ViT-B/16": ("ViT-B-16", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
+    "ViT-L/14": ("ViT-L-14", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"),
+}
+OPENAI_URL = "https://openaipublic.azureedge.net/clip/models/{sha}/{file}"
+
+# Small architectures: 12 layers per tower so the default REP_LAYERS [6..12] apply unchanged,
+# 77 text positions and the real BPE vocabulary so the real tokenizer works.
+TINY_ARCHS = {
+    # random init, for fast tests; 224px input so the real YAMLs work unchanged
+    "tiny-test": dict(embed_dim=32, image_size=224, patch_size=32, vision_width=64, vision_heads=2,
+                      text_width=64, text_heads=2, layers=12),
+    # the demo backbone (weights shipped in mmrl/resources/demo_clip.pt)
+    "demo-tiny": dict(embed_dim=64, image_size=64, patch_size=8, vision_width=96, vision_heads=4,
+                      text_width=96, text_heads=4, layers=12),
+}
+
+
+def build_tiny_clip(name: str) -> CLIP:
+    a = TINY_ARCHS[name]
+    vision = CLIPVisionCfg(layers=a["layers"], width=a["vision_width"], head_width=a["vision_width"] // a["vision_heads"],
+                           patch_size=a["patch_size"], image_size=a["image_size"])
+    text = CLIPTextCfg(context_length=77, vocab_size=49408, width=a["text_width"], heads=a["text_heads"],
+                       layers=a["layers"])
+    torch.manual_seed(0)
+    return CLIP(a["embed_dim"], vision_cfg=vision, text_cfg=text, quick_gelu=True)

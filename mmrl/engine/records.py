@@ -1,0 +1,83 @@
+"""record.json: the truth about one run (status, resolved config, environment, metrics).
+
+Schema (version 1):
+    {
+      "schema": 1,
+      "status": "running" | "complete" | "failed",
+      "error": null | "<message>",            # set when failed
+      "mode": "train" | "eval",
+      "trainer": "MMRL", "dataset": "EuroSAT", "task": "B2N", "seed": 1, "shots": 16,
+      "subsample": "base", "output_dir": "<abs path>",
+      "argv": [...train.py arguments...],
+      "config": {...nested resolved config...},
+      "config_hash": "<16 hex>",              # mmrl.config.config_hash(cfg, run_identity(args))
+      "model_dir": "<abs>" | null,            # eval: where the weights came from
+      "checkpoint": {"path": ..., "sha256": ...} | null,   # eval: the file that was loaded
+      "code_version": "...", "env": {...}, "precision": {"requested": "amp", "used": "fp32"},
+      "timings": {"started": iso, "finished": iso, "train_s": float, "eval_s": float},
+      "params": {"trainable": int, "total": int},
+      "metrics": {"accuracy": float, "error": float, "macro_f1": float, "total": int, "correct": int},
+      "history": [...previous records of this dir that were superseded...]   # optional
+    }
+Writes are atomic (temp file + rename), so a reader never sees half a record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mmrl.config import RunArgs, config_hash, resolve_config
+
+RECORD_NAME = "record.json"
+SCHEMA = 1
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_record(output_dir: str | os.PathLike, record: dict[str, Any]) -> None:
+    atomic_write_text(Path(output_dir) / RECORD_NAME, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def read_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    p = Path(output_dir) / RECORD_NAME
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def run_identity(args: RunArgs) -> dict[str, Any]:
+    """The parts of a run's identity that are not config keys."""
+    return {"eval_only": bool(args.eval_only), "load_epoch": args.load_epoch}
+
+
+def expected_hash(args: RunArgs) -> str:
+    """The config hash a run with these arguments would record (what `sweep` compares)."""
+    rc = resolve_config(args)
+    return config_hash(rc.cfg, run_identity(args))
+
+
+def is_complete(output_dir: str | os.PathLike, want_hash: str | None = None) -> bool:
+    rec = read_record(output_dir)
+    if not rec or rec.get("status") != "complete":
+        return False
+    return want_hash is None or rec.get("config_hash") == want_hash
