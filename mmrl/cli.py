@@ -1,0 +1,141 @@
+"""The `mmrl` command: train, eval, explain, data, weights, sweep, status, table, plot."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+from mmrl.errors import MMRLError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmrl.engine.run import main as run_main
+    return run_main(args.rest)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mmrl.engine.run import main as run_main
+    rest = list(args.rest)
+    return run_main(rest if "--eval-only" in rest else ["--eval-only", *rest])
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from mmrl.config import resolve_config
+    from mmrl.engine.args import parse_run_args
+    resolved = resolve_config(parse_run_args(args.rest))
+    rows = resolved.explain_rows()
+    if args.changed:
+        rows = [r for r in rows if r[2] != "default"]
+    if args.json:
+        print(json.dumps([{"key": k, "value": v, "layer": layer} for k, v, layer in rows], default=str, indent=1))
+    else:
+        print(tabulate([(k, repr(v), layer) for k, v, layer in rows], headers=["key", "value", "layer"]))
+    return 0
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    import random
+
+    from mmrl.datasets import build_dataset
+    if args.seed >= 0:
+        random.seed(args.seed)  # the run's Python RNG state when its dataset is built
+    logging.getLogger("mmrl").setLevel(logging.WARNING)
+    ds = build_dataset(args.dataset, args.root, num_shots=args.shots, seed=args.seed, subsample=args.subsample,
+                       fewshot_dir=args.fewshot_dir)
+    splits = {"train": ds.train_x, "val": ds.val or [], "test": ds.test}
+    wanted = [args.split] if args.split else list(splits)
+    if args.json:
+        out = {s: [{"impath": ds.relpath(it), "label": it.label, "classname": it.classname} for it in splits[s]]
+               for s in wanted}
+        print(json.dumps({"dataset": ds.name, "classnames": ds.classnames, **out}, indent=1))
+        return 0
+    print(f"# {ds.name}: {ds.num_classes} classes, train {len(ds.train_x)}, val {len(ds.val or [])}, "
+          f"test {len(ds.test)} (shots {args.shots}, seed {args.seed}, subsample {args.subsample})")
+    for s in wanted:
+        for it in splits[s]:
+            print(f"{s}\t{ds.relpath(it)}\t{it.label}\t{it.classname}")
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from mmrl.clip.backbone import clip_cache_dir, load_backbone, openai_url
+    if args.action == "where":
+        url, fname, sha = openai_url(args.name)
+        print(f"{clip_cache_dir(args.cache_dir) / fname}\n{url}\nsha256 {sha}")
+        return 0
+    _, info = load_backbone(args.name, args.weights, args.cache_dir)
+    print(f"{info.name}: {info.source} {info.path or ''} sha256 {info.sha256 or '-'}")
+    return 0
+
+
+def _optional(module: str, fn: str, sub) -> None:
+    """Subcommands that live in their own modules register themselves."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    reg = getattr(mod, fn, None)
+    if reg is not None:
+        reg(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmrl", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="one run, with train.py's flags", add_help=False)
+    t.add_argument("rest", nargs=argparse.REMAINDER)
+    t.set_defaults(func=_cmd_train)
+    e = sub.add_parser("eval", help="one evaluation (train.py --eval-only)", add_help=False)
+    e.add_argument("rest", nargs=argparse.REMAINDER)
+    e.set_defaults(func=_cmd_eval)
+    x = sub.add_parser("explain", help="print every resolved config key, its value and the layer that set it")
+    x.add_argument("--changed", action="store_true", help="only keys not at their default")
+    x.add_argument("--json", action="store_true")
+    x.add_argument("rest", nargs=argparse.REMAINDER, help="the same arguments as train.py")
+    x.set_defaults(func=_cmd_explain)
+
+    d = sub.add_parser("data", help="datasets: show, verify, prepare")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("show", help="the train/val/test items a run would use")
+    s.add_argument("dataset", help="config stem (eurosat) or NAME (EuroSAT)")
+    s.add_argument("--root", default="", help="dataset root (default: $DATA)")
+    s.add_argument("--shots", type=int, default=-1)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--subsample", choices=["all", "base", "new"], default="all")
+    s.add_argument("--split", choices=["train", "val", "test"])
+    s.add_argument("--fewshot-dir", default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_data_show)
+    _optional("mmrl.datasets.cli_data", "register_verify", dsub)
+    _optional("mmrl.datasets.cli_data", "register_prepare", dsub)
+
+    w = sub.add_parser("weights", help="CLIP weights: fetch and verify, or print where they go")
+    w.add_argument("action", choices=["fetch", "where"])
+    w.add_argument("name", nargs="?", default="ViT-B/16")
+    w.add_argument("--weights", default="", help="an explicit weights file to check")
+    w.add_argument("--cache-dir", default="")
+    w.set_defaults(func=_cmd_weights)
+
+    _optional("mmrl.sweep.cli", "register_sweep", sub)
+    _optional("mmrl.sweep.cli", "register_status", sub)
+    _optional("mmrl.results.cli", "register_table", sub)
+    _optional("mmrl.results.cli", "register_plot", sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "data" and getattr(args, "root", None) == "":
+        import os
+        args.root = os.environ.get("DATA", "")
+    try:
+        return int(args.func(args) or 0)
+    except MMRLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,180 @@
+"""Load the frozen CLIP backbone named by MODEL.BACKBONE.NAME.
+
+Names: the authors' ``ViT-B/16`` (also ``ViT-B/32``, ``ViT-L/14``) = open_clip architectures
+with OpenAI weights and QuickGELU; any open_clip ``ARCH:PRETRAINED_TAG``
+(e.g. ``ViT-B-16:laion2b_s34b_b88k``); ``tiny-test`` (random, for tests) and ``demo-tiny``
+(the shipped demo weights); ``random:ARCH`` (an open_clip architecture, random weights, for
+benchmarks without a download).
+
+OpenAI weights come from, in order: MODEL.BACKBONE.WEIGHTS (taken as given, SHA256
+recorded); ``<cache>/<file>`` verified against the SHA256 in OpenAI's URL; a download with
+the same verification.  Cache: MODEL.BACKBONE.CACHE_DIR, else $MMRL_CLIP_CACHE, else
+``~/.cache/clip`` (where CoOp and the authors' code keep ``ViT-B-16.pt``).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmrl.clip.archs import TINY_ARCHS, build_tiny_clip
+from mmrl.errors import WeightsError
+
+log = logging.getLogger("mmrl.clip")
+
+OPENAI_NAMES = {"ViT-B/32": "ViT-B-32", "ViT-B/16": "ViT-B-16", "ViT-L/14": "ViT-L-14",
+                "ViT-L/14@336px": "ViT-L-14-336"}
+
+
+@dataclass
+class BackboneInfo:
+    name: str
+    source: str                 # "openai-file", "explicit-file", "open_clip", "random", "demo"
+    path: str | None = None
+    sha256: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clip_cache_dir(cfg_value: str = "") -> Path:
+    if cfg_value:
+        return Path(cfg_value).expanduser()
+    env = os.environ.get("MMRL_CLIP_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "clip"
+
+
+def openai_url(name: str) -> tuple[str, str, str]:
+    """(url, file name, sha256) of an OpenAI CLIP release; the hash is part of the URL."""
+    from open_clip.pretrained import get_pretrained_url
+    arch = OPENAI_NAMES[name]
+    url = get_pretrained_url(arch, "openai")
+    if not url:
+        raise WeightsError(f"open_clip knows no OpenAI URL for {name} ({arch})")
+    parts = url.rstrip("/").split("/")
+    return url, parts[-1], parts[-2]
+
+
+def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """OpenAI's TorchScript archive or a plain state dict with OpenAI key names."""
+    try:
+        if zipfile.is_zipfile(path):
+            try:
+                # TorchScript is loaded by torch's own deserializer (no arbitrary pickle).
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
+            except RuntimeError:
+                pass
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for truncated or foreign files
+        raise WeightsError(f"CLIP weights file {path} is corrupt or truncated ({type(e).__name__}: {e}). "
+                           f"Delete it and run again to re-download, or fetch it by hand.") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = {k.removeprefix("module."): v for k, v in sd["state_dict"].items()}
+    if not isinstance(sd, dict) or "visual.proj" not in sd:
+        raise WeightsError(f"{path} is not an OpenAI CLIP ViT checkpoint (no 'visual.proj' key); "
+                           f"pass an OpenAI .pt file or a state dict with OpenAI key names.")
+    return sd
+
+
+def _build_from_openai_sd(sd: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    from open_clip.model import build_model_from_openai_state_dict
+    try:
+        model = build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None)
+    except Exception as e:
+        raise WeightsError(f"{path}: could not build CLIP from its state dict ({e})") from None
+    return model.float()
+
+
+def _resolve_openai_file(name: str, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
+    url, fname, sha = openai_url(name)
+    path = cache_dir / fname
+    if path.is_file():
+        actual = sha256_file(path)
+        if actual != sha:
+            raise WeightsError(f"{path}: SHA256 {actual} does not match {sha} from {url}. The file is "
+                               f"corrupt or truncated: delete it and run again, or download it by hand from {url}.")
+        return path, sha
+    if not download:
+        raise WeightsError(f"CLIP weights for {name} not found at {path}. Download {url} to that path.")
+    try:
+        from mmrl.utils.download import download_url
+        download_url(url, path, sha256=sha)
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(f"CLIP weights for {name} are not at {path} and downloading {url} failed ({e}). "
+                           f"If this machine is offline, fetch that URL elsewhere and place the file at {path} "
+                           f"(or set MODEL.BACKBONE.WEIGHTS).") from None
+    return path, sha
+
+
+def load_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn.Module, BackboneInfo]:
+    """A fresh fp32 CLIP in eval mode with every parameter frozen."""
+    if name in TINY_ARCHS and name != "demo-tiny":
+        model, info = build_tiny_clip(name), BackboneInfo(name, "random")
+    elif name == "demo-tiny":
+        from mmrl.demo.weights import load_demo_clip, demo_weights_path
+        model = load_demo_clip()
+        p = demo_weights_path()
+        info = BackboneInfo(name, "demo", str(p), sha256_file(p))
+    elif name.startswith("random:"):
+        import open_clip
+        model = open_clip.create_model(name.split(":", 1)[1], pretrained=None, force_quick_gelu=True)
+        info = BackboneInfo(name, "random")
+    elif name in OPENAI_NAMES:
+        if weights:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise WeightsError(f"MODEL.BACKBONE.WEIGHTS points to {path}, which does not exist.")
+            sha = sha256_file(path)
+            info = BackboneInfo(name, "explicit-file", str(path), sha)
+        else:
+            path, sha = _resolve_openai_file(name, clip_cache_dir(cache_dir))
+            info = BackboneInfo(name, "openai-file", str(path), sha)
+        model = _build_from_openai_sd(_read_openai_state_dict(path), path)
+    elif ":" in name:
+        import open_clip
+        arch, tag = name.split(":", 1)
+        try:
+            model = open_clip.create_model(arch, pretrained=tag, cache_dir=cache_dir or None)
+        except Exception as e:
+            raise WeightsError(f"open_clip could not load {arch} with pretrained tag {tag!r}: {e}") from None
+        info = BackboneInfo(name, "open_clip", extra={"arch": arch, "tag": tag})
+    else:
+        known = ", ".join(list(OPENAI_NAMES) + list(TINY_ARCHS))
+        raise WeightsError(f"MODEL.BACKBONE.NAME {name!r} is not known. Use one of {known}, an open_clip "
+                           f"'ARCH:TAG' (e.g. ViT-B-16:laion2b_s34b_b88k) or 'random:ARCH'.")
+    if not hasattr(model, "visual") or not hasattr(model.visual, "transformer"):
+        raise WeightsError(f"backbone {name!r} is not a CLIP ViT with the usual block structure")
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, info
+
+
+_SHARED: dict[tuple, tuple[nn.Module, BackboneInfo]] = {}
+
+
+def shared_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn.Module, BackboneInfo]:
+    """One frozen backbone per process for a given (name, weights): every user shares it."""
+    key = (name, weights, cache_dir)
+    if key not in _SHARED:
+        _SHARED[key] = load_backbone(name, weights, cache_dir)
+    return _SHARED[key]
+
+
+def image_size(clip: nn.Module) -> int:
+    size = clip.visual.image_size
+    return size[0] if isinstance(size, (tuple, list)) else int(size)

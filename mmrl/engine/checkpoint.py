@@ -1,0 +1,203 @@
+"""Checkpoints: ours (trainable tensors + architecture, MBs) and the authors' Dassl files.
+
+Layout (Dassl's, so existing tools find files): ``<run>/MultiModalRepresentationLearner/
+model.pth.tar-<epoch>`` plus a ``checkpoint`` text file naming the latest one.  Ours hold
+``state_dict`` (trainable tensors only), ``epoch``, ``optimizer``, ``scheduler``
+(plain numbers), ``val_result`` and ``arch`` (the settings that fix tensor shapes).
+A separate ``resume.pth`` (written every epoch) also keeps RNG states so that a killed
+run continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmrl.errors import CheckpointError
+
+log = logging.getLogger("mmrl.engine")
+
+MODEL_NAME = "MultiModalRepresentationLearner"
+FORMAT = "mmrl-harness-1"
+
+
+def model_folder(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / MODEL_NAME
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(run_dir: str | os.PathLike, *, state_dict: dict, epoch: int, arch: dict,
+                    optimizer: dict | None = None, scheduler: dict | None = None) -> Path:
+    folder = model_folder(run_dir)
+    path = folder / f"model.pth.tar-{epoch}"
+    atomic_torch_save({
+        "format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "epoch": epoch, "optimizer": optimizer, "scheduler": scheduler, "val_result": None, "arch": arch,
+    }, path)
+    tmp = folder / ".checkpoint.tmp"
+    tmp.write_text(path.name + "\n")
+    os.replace(tmp, folder / "checkpoint")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: ours with weights_only; the authors' with a restricted unpickler.
+
+class _Opaque:
+    """Stands in for any allowed foreign object (e.g. a pickled LR scheduler): keeps state, runs nothing."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+# Globals a Dassl checkpoint may reference.  Torch's tensor rebuild helpers are resolved to
+# the real functions; scheduler/optimizer classes become inert placeholders.
+_OPAQUE_PREFIXES = ("torch.optim", "dassl.", "trainers.", "collections.defaultdict")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    _ALLOWED_REAL = {
+        ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_tensor_v3"),
+        ("torch", "Size"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
+        ("torch", "device"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED_REAL:
+            return super().find_class(module, name)
+        if module == "torch" and name.endswith("Storage"):
+            return super().find_class(module, name)
+        if module.startswith(_OPAQUE_PREFIXES) or f"{module}.{name}".startswith(_OPAQUE_PREFIXES):
+            return _Opaque
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a checkpoint")
+
+
+class _RestrictedPickleModule:
+    Unpickler = _RestrictedUnpickler
+
+    @staticmethod
+    def load(f, **kw):
+        return _RestrictedUnpickler(f, **kw).load()
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> dict:
+    """Load any checkpoint without running arbitrary code."""
+    path = Path(path)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # e.g. the authors' files, which pickle an LR scheduler object
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from None
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} could not be read safely ({type(e).__name__}: {e})") from None
+
+
+def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None) -> Path:
+    """The file to load from a run dir (ours or the authors'), honouring --load-epoch."""
+    folder = model_folder(model_dir)
+    if not Path(model_dir).is_dir():
+        raise CheckpointError(f"--model-dir {model_dir} does not exist; pass the run directory of a training run.")
+    if not folder.is_dir():
+        raise CheckpointError(f"no checkpoint found: {folder} does not exist. Train first (without --eval-only) "
+                              f"or point --model-dir at a finished training run.")
+    if load_epoch is not None:
+        path = folder / f"model.pth.tar-{load_epoch}"
+        if not path.is_file():
+            have = sorted(p.name for p in folder.glob("model.pth.tar-*"))
+            raise CheckpointError(f"--load-epoch {load_epoch}: {path} not found (available: {have or 'none'})")
+        return path
+    best = folder / "model-best.pth.tar"
+    if best.is_file():
+        return best
+    named = folder / "checkpoint"
+    if named.is_file():
+        cand = folder / named.read_text().strip()
+        if cand.is_file():
+            return cand
+    files = sorted(folder.glob("model.pth.tar-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])
+                   if p.name.rsplit("-", 1)[1].isdigit() else -1)
+    if not files:
+        raise CheckpointError(f"no checkpoint found in {folder} (expected model.pth.tar-<epoch>). "
+                              f"The training run may not have finished.")
+    return files[-1]
+
+
+def trainable_state(sd: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Pick our trainable keys out of a (possibly full-model) state dict, checking shapes."""
+    sd = {k.removeprefix("module."): v for k, v in sd.items() if "prompt_embeddings" not in k}
+    missing = [k for k in wanted if k not in sd]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks trainable tensors {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
+                              f"it was made for another trainer or architecture.")
+    out = {}
+    for k, ref in wanted.items():
+        v = sd[k]
+        if tuple(v.shape) != tuple(ref.shape):
+            hint = ""
+            if "compound_rep_tokens" in k or "r2vproj" in k or "r2tproj" in k:
+                hint = (" The representation dimension differs: REP_DIM must be the value the checkpoint was "
+                        "trained with (e.g. 512 for the ImageNet CD model, while EuroSAT's B2N override is 2048).")
+            raise CheckpointError(f"shape mismatch for {k}: checkpoint {tuple(v.shape)} vs model {tuple(ref.shape)}.{hint}")
+        out[k] = v.float()
+    return out
+
+
+def authors_arch(sd: dict[str, torch.Tensor], fallback: dict) -> dict:
+    """Infer the architecture of an authors' checkpoint from its tensor shapes."""
+    arch = dict(fallback)
+    tok = sd.get("representation_learner.compound_rep_tokens")
+    if tok is not None:
+        arch["n_rep_tokens"], arch["rep_dim"] = int(tok.shape[0]), int(tok.shape[1])
+    if any(k.startswith("representation_learner.srra_") for k in sd):
+        arch["trainer"] = "MMRLpp"
+        b = sd.get("image_encoder.B")
+        if b is not None:
+            arch["proj_lora_dim"] = int(b.shape[0])
+        a0 = sd.get("representation_learner.srra_r2vproj.srra.0.A")
+        if a0 is not None:
+            arch["res_lora_dim"] = int(a0.shape[1])
+    elif any(k.startswith("representation_learner.compound_rep_tokens_r2vproj") for k in sd):
+        arch["trainer"] = "MMRL"
+    return arch
+
+
+def read_for_eval(path: Path) -> tuple[dict[str, torch.Tensor], dict, int | None]:
+    """(state_dict, arch, epoch) from our file or an authors' Dassl file."""
+    ck = load_checkpoint_file(path)
+    if not isinstance(ck, dict) or "state_dict" not in ck:
+        raise CheckpointError(f"{path} is not a checkpoint (no 'state_dict' key)")
+    sd = ck["state_dict"]
+    arch = ck.get("arch") or authors_arch(sd, {})
+    return sd, arch, ck.get("epoch")
+
+
+def state_bytes(state: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()

@@ -1,0 +1,343 @@
+"""The training / evaluation loop of the protocol (protocol.md §7, §8)."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tabulate import tabulate
+from tqdm import tqdm
+
+from mmrl.clip.backbone import BackboneInfo, image_size, shared_backbone
+from mmrl.config import trainer_block
+from mmrl.engine import checkpoint as ckpt
+from mmrl.engine.evaluator import Classification
+from mmrl.engine.schedule import ProtocolLR
+from mmrl.errors import CheckpointError, ConfigError, RunError
+from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, count_parameters, select_test_logits
+from mmrl.models.prompts import Prompts
+from mmrl.models.zeroshot import ZeroshotCLIP
+
+log = logging.getLogger("mmrl.engine")
+
+
+class AverageMeter:
+    def __init__(self) -> None:
+        self.val = self.sum = 0.0
+        self.count = 0
+
+    def update(self, val: float, n: int = 1) -> None:
+        self.val = float(val)
+        self.sum += float(val) * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return self.sum / max(self.count, 1)
+
+
+def resolve_precision(prec: str, device: torch.device) -> str:
+    """What a requested PREC means on this device: amp/fp16 need CUDA (fp32 elsewhere)."""
+    if prec in ("amp", "fp16"):
+        return "amp" if device.type == "cuda" else "fp32"
+    return prec
+
+
+def autocast_context(prec: str, device: torch.device):
+    if prec == "amp":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    if prec == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    """protocol.md §4.1: Python, NumPy, torch, CUDA, in that order; nothing else."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def rng_state() -> dict:
+    st = np.random.get_state()
+    out = {"python": random.getstate(), "torch": torch.get_rng_state(),
+           "numpy": (st[0], torch.from_numpy(st[1].copy()), int(st[2]), int(st[3]), float(st[4]))}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy(), n[2], n[3], n[4]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, cfg, output_dir: Path, *, eval_only: bool = False, model_dir: str = "",
+                 load_epoch: int | None = None) -> None:
+        self.cfg = cfg
+        self.output_dir = output_dir
+        self.eval_only = eval_only
+        self.model_dir = model_dir
+        self.load_epoch = load_epoch
+        self.name = cfg.TRAINER.NAME
+        use_cuda = torch.cuda.is_available() and cfg.USE_CUDA
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        if use_cuda:
+            torch.backends.cudnn.benchmark = True
+        blk = trainer_block(cfg)
+        requested = blk.PREC if blk is not None else cfg.TRAINER.ZeroshotCLIP.PREC
+        self.precision = {"requested": requested, "used": resolve_precision(requested, self.device)}
+        if self.precision["used"] != requested:
+            log.warning("PREC %s needs CUDA; running in %s on %s", requested, self.precision["used"], self.device)
+        self.start_epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.loaded_checkpoint: dict | None = None
+        self.backbone_info: BackboneInfo | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- construction -----------------------------------------------------------------------
+    def build_data(self) -> None:
+        from mmrl.data.loaders import build_test_loader, build_train_loader
+        from mmrl.data.transforms import build_test_transform, build_train_transform
+        from mmrl.datasets import build_dataset
+        cfg = self.cfg
+        log.info("Loading trainer: %s", self.name)
+        log.info("Loading dataset: %s", cfg.DATASET.NAME)
+        self.data = build_dataset(cfg.DATASET.NAME, cfg.DATASET.ROOT, num_shots=cfg.DATASET.NUM_SHOTS,
+                                  seed=cfg.SEED, subsample=cfg.DATASET.SUBSAMPLE_CLASSES,
+                                  fewshot_dir=cfg.DATASET.FEWSHOT_DIR or None)
+        self.tf_train = build_train_transform(cfg)
+        self.tf_test = build_test_transform(cfg)
+        needs_train = not self.eval_only and self.name != "ZeroshotCLIP"
+        self.train_loader = build_train_loader(cfg, self.data.train_x, self.tf_train) if needs_train else None
+        self.test_loader = build_test_loader(cfg, self.data.test, self.tf_test)
+        rows = [["Dataset", cfg.DATASET.NAME], ["# classes", f"{self.data.num_classes:,}"],
+                ["# train_x", f"{len(self.data.train_x):,}"]]
+        if self.data.val:
+            rows.append(["# val", f"{len(self.data.val):,}"])
+        rows.append(["# test", f"{len(self.data.test):,}"])
+        log.info(tabulate(rows, tablefmt="simple"))
+
+    def _backbone(self, name: str):
+        cfg = self.cfg
+        log.info("Loading CLIP (backbone: %s)", name)
+        clip, info = shared_backbone(name, cfg.MODEL.BACKBONE.WEIGHTS, cfg.MODEL.BACKBONE.CACHE_DIR)
+        size = image_size(clip)
+        if tuple(cfg.INPUT.SIZE) != (size, size):
+            raise ConfigError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match backbone {name}'s input size "
+                              f"{size}; set INPUT.SIZE ({size}, {size}).")
+        self.backbone_info = info
+        return clip.to(self.device)
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        prompts = Prompts.build(self.data.classnames, self.data.template)
+        if self.name == "ZeroshotCLIP":
+            self.model = ZeroshotCLIP(self._backbone(cfg.MODEL.BACKBONE.NAME), prompts).to(self.device)
+            self.head = "class"
+            return
+        spec = ArchSpec.from_cfg(cfg)
+        if self.eval_only:
+            spec = self._checkpoint_arch(spec)
+        clip = self._backbone(spec.backbone)
+        log.info("Building custom CLIP")
+        self.model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg)).to(self.device)
+        log.info("Turning off gradients in both the image and the text encoder")
+        names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
+        log.info("Parameters to be updated: {%s}", ", ".join(repr(n) for n in names))
+        self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
+        if not self.eval_only:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            if cfg.OPTIM.NAME != "adamw":
+                raise ConfigError(f"OPTIM.NAME {cfg.OPTIM.NAME!r}: the MMRL protocol uses 'adamw'")
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
+                                               betas=(cfg.OPTIM.ADAM_BETA1, cfg.OPTIM.ADAM_BETA2))
+            self.scheduler = ProtocolLR(self.optimizer, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH,
+                                        cfg.OPTIM.WARMUP_CONS_LR, cfg.OPTIM.WARMUP_TYPE, cfg.OPTIM.LR_SCHEDULER)
+            self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision["used"] == "amp")
+        log.info("Loading evaluator: Classification")
+
+    def parameter_counts(self) -> dict[str, int]:
+        trainable, total = count_parameters(self.model)
+        return {"trainable": trainable, "total": total}
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _checkpoint_arch(self, current: ArchSpec) -> ArchSpec:
+        """Eval-only: the architecture comes from the checkpoint, never from the current dataset's overrides."""
+        if not self.model_dir:
+            raise CheckpointError("--eval-only needs --model-dir (the training run to evaluate); "
+                                  "only ZeroshotCLIP evaluates without one.")
+        path = ckpt.find_checkpoint(self.model_dir, self.load_epoch)
+        sd, arch, epoch = ckpt.read_for_eval(path)
+        if "backbone" not in arch:  # an authors' file: shapes from tensors, the rest from the config
+            arch = ckpt.authors_arch(sd, current.to_dict())
+        spec = ArchSpec.from_dict(arch)
+        if spec.trainer != current.trainer:
+            raise CheckpointError(f"{path} holds a {spec.trainer} model but --trainer is {current.trainer}")
+        if spec.rep_dim != current.rep_dim:
+            log.warning("REP_DIM %d from the current config is ignored: the checkpoint was trained with %d",
+                        current.rep_dim, spec.rep_dim)
+        self.loaded_checkpoint = {"path": str(path), "state_dict": sd, "epoch": epoch}
+        return spec
+
+    def load_for_eval(self) -> None:
+        info = self.loaded_checkpoint
+        want = dict(self.model.state_dict())
+        state = ckpt.trainable_state(info["state_dict"], want)
+        self.model.load_state_dict(state, strict=True)
+        log.info('Loading weights to %s from "%s" (epoch = %s)', ckpt.MODEL_NAME, info["path"], info["epoch"])
+        info.pop("state_dict")
+        info["sha256"] = _sha256(info["path"])
+
+    def _resume_path(self) -> Path:
+        return ckpt.model_folder(self.output_dir) / "resume.pth"
+
+    def save_resume(self, epoch_done: int) -> None:
+        ckpt.atomic_torch_save({
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "epoch": epoch_done, "rng": rng_state(),
+            "arch": self.model.spec.to_dict(),
+        }, self._resume_path())
+
+    def try_resume(self) -> None:
+        path = self._resume_path()
+        if not path.is_file():
+            log.info("No checkpoint found, train from scratch")
+            return
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if state.get("arch") != self.model.spec.to_dict():
+            raise CheckpointError(f"{path} was written for another architecture {state.get('arch')}; "
+                                  f"move the run directory aside or delete that file to start over.")
+        log.info("Found checkpoint at %s (will resume training)", path.parent)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.start_epoch = int(state["epoch"])
+        log.info("Previous epoch: %d", self.start_epoch)
+
+    # -- training ---------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        self.try_resume()
+        t0 = time.time()
+        fault = os.environ.get("MMRL_FAULT_AFTER_EPOCH")  # test hook: simulate a killed run
+        for epoch in range(self.start_epoch, self.max_epoch):
+            self.run_epoch(epoch)
+            last = epoch + 1 == self.max_epoch
+            freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+            if last or (freq > 0 and (epoch + 1) % freq == 0):
+                path = ckpt.save_checkpoint(self.output_dir, state_dict=self.model.state_dict(), epoch=epoch + 1,
+                                            arch=self.model.spec.to_dict(), optimizer=self.optimizer.state_dict(),
+                                            scheduler=self.scheduler.state_dict())
+                log.info("Checkpoint saved to %s", path)
+            if not last:
+                self.save_resume(epoch + 1)
+            if fault is not None and int(fault) == epoch + 1 and not last:
+                raise KeyboardInterrupt(f"MMRL_FAULT_AFTER_EPOCH={fault}")
+        self._resume_path().unlink(missing_ok=True)
+        self.timings["train_s"] = time.time() - t0
+        log.info("Finish training")
+        metrics = {}
+        if not self.cfg.TEST.NO_TEST:
+            log.info("Deploy the last-epoch model")
+            metrics = self.test()
+        log.info("Elapsed: %s", datetime.timedelta(seconds=round(time.time() - t0)))
+        return metrics
+
+    def run_epoch(self, epoch: int) -> None:
+        self.model.train()
+        loader = self.train_loader
+        num_batches = len(loader)
+        meters = {"loss": AverageMeter(), "acc": AverageMeter()}
+        batch_time, data_time = AverageMeter(), AverageMeter()
+        prec = self.precision["used"]
+        end = time.time()
+        bar = tqdm(loader, total=num_batches, desc=f"epoch {epoch + 1}/{self.max_epoch}", leave=False,
+                   disable=not sys.stderr.isatty(), file=sys.stderr)
+        for batch_idx, batch in enumerate(bar):
+            data_time.update(time.time() - end)
+            images = batch["img"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            with autocast_context(prec, self.device):
+                loss, fused, _ = self.model.forward_train(images, labels)
+            if not torch.isfinite(loss):
+                raise RunError(f"the loss became {float(loss)} at epoch {epoch + 1}, batch {batch_idx + 1}: "
+                               f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if batch_idx + 1 == num_batches:  # protocol: the scheduler steps inside the last batch
+                self.scheduler.step()
+            acc = (fused.argmax(dim=1) == labels).float().mean().item() * 100.0
+            meters["loss"].update(loss.item(), labels.numel())
+            meters["acc"].update(acc, labels.numel())
+            batch_time.update(time.time() - end)
+            freq = self.cfg.TRAIN.PRINT_FREQ
+            if (batch_idx + 1) % freq == 0 or num_batches < freq:
+                remaining = (num_batches - batch_idx - 1) + (self.max_epoch - epoch - 1) * num_batches
+                eta = datetime.timedelta(seconds=int(batch_time.avg * remaining))
+                log.info(
+                    f"epoch [{epoch + 1}/{self.max_epoch}] batch [{batch_idx + 1}/{num_batches}] "
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                    f"loss {meters['loss'].val:.4f} ({meters['loss'].avg:.4f}) "
+                    f"acc {meters['acc'].val:.4f} ({meters['acc'].avg:.4f}) "
+                    f"lr {self.optimizer.param_groups[0]['lr']:.4e} eta {eta}")
+            end = time.time()
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def test(self) -> dict[str, Any]:
+        self.model.eval()
+        t0 = time.time()
+        log.info("Evaluate on the *test* set")
+        evaluator = Classification()
+        preds, labels_all, logits_all = [], [], []
+        save_logits = bool(self.cfg.TEST.SAVE_LOGITS)
+        prec = self.precision["used"]
+        for batch in tqdm(self.test_loader, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr):
+            images = batch["img"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device)
+            with autocast_context(prec, self.device):
+                logits = self.model.forward_eval(images)[self.head].float()
+            preds.append(evaluator.process(logits, labels).cpu())
+            labels_all.append(labels.cpu())
+            if save_logits:
+                logits_all.append(logits.cpu())
+        metrics = evaluator.evaluate()
+        self.timings["eval_s"] = time.time() - t0
+        self.write_predictions(torch.cat(preds).numpy(), torch.cat(labels_all).numpy(),
+                               torch.cat(logits_all).numpy() if save_logits else None)
+        return metrics
+
+    def write_predictions(self, pred: np.ndarray, label: np.ndarray, logits: np.ndarray | None) -> None:
+        impaths = np.array([self.data.relpath(it) for it in self.data.test])
+        arrays = {"impath": impaths, "label": label.astype(np.int64), "pred": pred.astype(np.int64),
+                  "head": np.array(self.head)}
+        if logits is not None:
+            arrays["logits"] = logits.astype(np.float32)
+        path = self.output_dir / "predictions.npz"
+        tmp = self.output_dir / ".predictions.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+
+def _sha256(path: str) -> str:
+    from mmrl.clip.backbone import sha256_file
+    return sha256_file(path)

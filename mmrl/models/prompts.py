@@ -1,0 +1,59 @@
+"""Class prompts: template text, token ids, end-of-text positions and length groups."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def prompt_texts(classnames: list[str], template: str) -> list[str]:
+    return [template.format(name.replace("_", " ")) for name in classnames]
+
+
+def tokenize(texts: list[str]) -> torch.Tensor:
+    import open_clip  # the real CLIP BPE tokenizer, 77 positions
+    return open_clip.tokenize(texts)
+
+
+@dataclass
+class Prompts:
+    texts: list[str]
+    ids: torch.Tensor      # (C, 77) long
+    eot: torch.Tensor      # (C,) index of the end-of-text token (argmax of the ids)
+
+    @classmethod
+    def build(cls, classnames: list[str], template: str) -> "Prompts":
+        texts = prompt_texts(classnames, template)
+        ids = tokenize(texts)
+        return cls(texts, ids, ids.argmax(dim=-1))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.texts)
+
+    @property
+    def max_len(self) -> int:
+        return int(self.eot.max()) + 1
+
+    def groups(self, max_size: int) -> list[tuple[torch.Tensor, int]]:
+        """Classes sorted by prompt length, chunked; each chunk with its own cut length.
+
+        Causal attention makes the feature at eot depend only on positions <= eot, so a
+        chunk can drop everything after its longest prompt.
+        """
+        order = torch.argsort(self.eot, stable=True)
+        out = []
+        for start in range(0, len(order), max_size):
+            idx = order[start:start + max_size]
+            out.append((idx, int(self.eot[idx].max()) + 1))
+        return out
+
+    def scatter(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Reassemble per-group features into class order."""
+        if len(parts) == 1 and torch.equal(parts[0][0], torch.arange(self.num_classes)):
+            return parts[0][1]
+        first = parts[0][1]
+        out = first.new_empty((self.num_classes, first.shape[-1]))
+        idx_all = torch.cat([idx for idx, _ in parts]).to(first.device)
+        feats = torch.cat([f for _, f in parts])
+        return out.index_copy(0, idx_all, feats)

@@ -1,0 +1,28 @@
+import os
+
+import pytest
+import torch
+
+# Keep every test on small thread counts and away from the user's caches.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "mmrl-cache"
+    monkeypatch.setenv("MMRL_CACHE", str(cache))
+    monkeypatch.setenv("MMRL_CLIP_CACHE", str(cache / "clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    from mmrl.clip.backbone import load_backbone
+    return load_backbone("tiny-test")[0]
+
+
+@pytest.fixture(scope="session")
+def vitb16_clip():
+    """ViT-B/16-sized CLIP with random weights (no download)."""
+    from mmrl.clip.backbone import load_backbone
+    torch.manual_seed(0)
+    return load_backbone("random:ViT-B-16")[0]
