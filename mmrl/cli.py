@@ -130,7 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv and argv[0] in ("train", "eval", "explain"):
+        # train.py's own flags follow: argparse must not interpret them here
+        own = [a for a in argv[1:3] if a in ("--changed", "--json")] if argv[0] == "explain" else []
+        rest = argv[1 + len(own):]
+        args = argparse.Namespace(rest=rest, changed="--changed" in own, json="--json" in own,
+                                  func={"train": _cmd_train, "eval": _cmd_eval, "explain": _cmd_explain}[argv[0]])
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, "command", None) == "data" and getattr(args, "root", None) == "":
         import os
         args.root = os.environ.get("DATA", "")

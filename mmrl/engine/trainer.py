@@ -277,7 +277,7 @@ class Trainer:
             with autocast_context(prec, self.device):
                 loss, fused, _ = self.model.forward_train(images, labels)
             if not torch.isfinite(loss):
-                raise RunError(f"the loss became {float(loss)} at epoch {epoch + 1}, batch {batch_idx + 1}: "
+                raise RunError(f"the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {batch_idx + 1}: "
                                f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -1,0 +1,154 @@
+"""The engine end to end on a synthetic EuroSAT layout with the tiny backbone."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmrl.engine.run import main as run_main
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["MODEL.BACKBONE.NAME", "tiny-test", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "64",
+        "TRAIN.PRINT_FREQ", "5"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    from mmrl.datasets.synthetic import write_synthetic_dataset
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset("eurosat", root, n_per_class=20)
+    return root
+
+
+def argv(root, out, *extra_named, seed=1, trainer="MMRL", opts=(), epochs=2, subsample="base", shots=4):
+    return ["--root", str(root), "--seed", str(seed), "--trainer", trainer,
+            "--dataset-config-file", str(REPO / "configs/datasets/eurosat.yaml"),
+            "--config-file", str(REPO / f"configs/trainers/{trainer}/vit_b16.yaml"),
+            "--output-dir", str(out), *extra_named,
+            "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", subsample, "TASK", "B2N",
+            "OPTIM.MAX_EPOCH", str(epochs), "DATASET.FEWSHOT_DIR", str(Path(out).parent / "fewshot"),
+            *FAST, *opts]
+
+
+def record(out):
+    return json.loads((Path(out) / "record.json").read_text())
+
+
+def final_state(out):
+    folder = Path(out) / "MultiModalRepresentationLearner"
+    name = (folder / "checkpoint").read_text().strip()
+    return torch.load(folder / name, weights_only=True)["state_dict"]
+
+
+def test_train_then_eval_new(data_root, tmp_path):
+    out = tmp_path / "train"
+    assert run_main(argv(data_root, out)) == 0
+    rec = record(out)
+    assert rec["status"] == "complete" and rec["mode"] == "train"
+    assert rec["params"]["trainable"] > 0 and rec["params"]["total"] > rec["params"]["trainable"]
+    assert 0 <= rec["metrics"]["accuracy"] <= 100
+    log = (out / "log.txt").read_text()
+    # the authors' aggregator: a "=> result" line then the accuracy regex, last block wins
+    assert "=> result" in log
+    acc = re.findall(r"\* accuracy: ([\.\deE+-]+)%", log)
+    assert acc and float(acc[-1]) == round(rec["metrics"]["accuracy"], 1)
+    assert re.search(r"^epoch \[1/2\] batch \[5/5\] time \d+\.\d{3} \(\d+\.\d{3}\) data \d+\.\d{3} \(\d+\.\d{3}\) "
+                     r"loss \d+\.\d{4} \(\d+\.\d{4}\) acc \d+\.\d{4} \(\d+\.\d{4}\) lr 1\.0000e-03 eta \d+:\d\d:\d\d$",
+                     log, re.M), "the last batch of epoch 1 shows the next epoch's lr"
+    assert "SUBSAMPLE BASE CLASSES!" in log and "# train_x" in log
+    pred = np.load(out / "predictions.npz")
+    assert pred["impath"][0].startswith("2750/") and len(pred["label"]) == len(pred["pred"])
+    # checkpoint: trainable tensors only, architecture stored, loadable with weights_only
+    ck = torch.load(out / "MultiModalRepresentationLearner/model.pth.tar-2", weights_only=True)
+    assert set(ck["arch"]) >= {"backbone", "rep_layers", "n_rep_tokens", "rep_dim", "trainer"}
+    assert ck["arch"]["rep_dim"] == 2048  # EuroSAT's override
+    assert all(k.startswith(("representation_learner.", "image_encoder.")) for k in ck["state_dict"])
+
+    ev = tmp_path / "test_new"
+    code = run_main(argv(data_root, ev, "--eval-only", "--model-dir", str(out), subsample="new",
+                         opts=["TRAINER.MMRL.REP_DIM", "512", "TEST.SAVE_LOGITS", "True"]))
+    assert code == 0
+    rec = record(ev)
+    assert rec["status"] == "complete" and rec["mode"] == "eval"
+    assert rec["checkpoint"]["path"].endswith("model.pth.tar-2") and len(rec["checkpoint"]["sha256"]) == 64
+    pred = np.load(ev / "predictions.npz")
+    assert pred["logits"].shape == (len(pred["label"]), 5) and str(pred["head"]) == "class"
+    assert not (ev / "MultiModalRepresentationLearner").exists()
+
+    # a finished run is never redone: same command -> nothing to do, files untouched
+    before = (out / "log.txt").read_text()
+    assert run_main(argv(data_root, out)) == 0
+    assert (out / "log.txt").read_text() == before
+    # ... and a complete run with another config is refused, not overwritten
+    assert run_main(argv(data_root, out, opts=["OPTIM.LR", "0.002"])) == 3
+    assert record(out)["config_hash"] == rec_hash(out)
+
+
+def rec_hash(out):
+    return record(out)["config_hash"]
+
+
+def test_kill_and_resume_equals_uninterrupted(data_root, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    assert run_main(argv(data_root, full, epochs=3)) == 0
+    killed = tmp_path / "killed"
+    monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+    assert run_main(argv(data_root, killed, epochs=3)) != 0
+    assert record(killed)["status"] == "failed"
+    assert (killed / "MultiModalRepresentationLearner/resume.pth").is_file()
+    monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    assert run_main(argv(data_root, killed, epochs=3)) == 0
+    rec = record(killed)
+    assert rec["status"] == "complete" and rec["history"][-1]["status"] == "failed"
+    a, b = final_state(full), final_state(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert rec["metrics"]["accuracy"] == record(full)["metrics"]["accuracy"]
+    assert "Found checkpoint at" in (killed / "log.txt").read_text()
+
+
+def test_eval_only_refuses_without_checkpoint(data_root, tmp_path):
+    empty = tmp_path / "not_trained"
+    empty.mkdir()
+    out = tmp_path / "ev"
+    assert run_main(argv(data_root, out, "--eval-only", "--model-dir", str(empty))) == 1
+    rec = record(out)
+    assert rec["status"] == "failed" and "no checkpoint found" in rec["error"]
+    assert not (out / "MultiModalRepresentationLearner").exists()
+    assert "epoch [" not in (out / "log.txt").read_text()
+
+
+def test_nan_loss_marks_run_failed(data_root, tmp_path, monkeypatch):
+    from mmrl.models.mmrl import MultiModalRepresentationLearner as M
+    orig = M.loss_from_features
+
+    def nan_loss(self, *a):
+        loss, fused, parts = orig(self, *a)
+        return loss * float("nan"), fused, parts
+    monkeypatch.setattr(M, "loss_from_features", nan_loss)
+    out = tmp_path / "nan"
+    assert run_main(argv(data_root, out, epochs=1)) == 1
+    rec = record(out)
+    assert rec["status"] == "failed" and "loss became nan" in rec["error"] and rec["metrics"] is None
+    assert "=> result" not in (out / "log.txt").read_text()
+
+
+def test_exception_marks_run_failed(data_root, tmp_path, monkeypatch):
+    from mmrl.engine import trainer
+    monkeypatch.setattr(trainer.Trainer, "build_model", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
+    out = tmp_path / "boom"
+    assert run_main(argv(data_root, out, epochs=1)) == 1
+    rec = record(out)
+    assert rec["status"] == "failed" and "RuntimeError: boom" in rec["error"]
+
+
+def test_zeroshot_clip_eval(data_root, tmp_path):
+    out = tmp_path / "zs"
+    args = argv(data_root, out, "--eval-only", trainer="MMRL", subsample="new")
+    args[args.index("--trainer") + 1] = "ZeroshotCLIP"
+    assert run_main(args) == 0
+    rec = record(out)
+    assert rec["status"] == "complete" and rec["trainer"] == "ZeroshotCLIP"
