@@ -13,8 +13,8 @@ the same verification.  Cache: MODEL.BACKBONE.CACHE_DIR, else $MMRL_CLIP_CACHE, 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
+import warnings
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from mmrl.clip.archs import TINY_ARCHS, build_tiny_clip
-from mmrl.errors import WeightsError
+from mmrl.errors import MMRLError, WeightsError
+from mmrl.utils.download import download_url, sha256_file
 
 log = logging.getLogger("mmrl.clip")
 
@@ -39,14 +40,6 @@ class BackboneInfo:
     path: str | None = None
     sha256: str | None = None
     extra: dict = field(default_factory=dict)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def clip_cache_dir(cfg_value: str = "") -> Path:
@@ -73,7 +66,9 @@ def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if zipfile.is_zipfile(path):
             try:
                 # TorchScript is loaded by torch's own deserializer (no arbitrary pickle).
-                return torch.jit.load(str(path), map_location="cpu").state_dict()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return torch.jit.load(str(path), map_location="cpu").state_dict()
             except RuntimeError:
                 pass
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -91,10 +86,13 @@ def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _build_from_openai_sd(sd: dict[str, torch.Tensor], path: Path) -> nn.Module:
     from open_clip.model import build_model_from_openai_state_dict
     try:
-        model = build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None)
+        model = build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None).float()
+        # open_clip loads into fp16 modules; reload in fp32 so fp32 files stay exact
+        model.load_state_dict({k: v for k, v in sd.items()
+                               if k not in ("input_resolution", "context_length", "vocab_size")})
     except Exception as e:
         raise WeightsError(f"{path}: could not build CLIP from its state dict ({e})") from None
-    return model.float()
+    return model
 
 
 def _resolve_openai_file(name: str, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
@@ -109,11 +107,8 @@ def _resolve_openai_file(name: str, cache_dir: Path, download: bool = True) -> t
     if not download:
         raise WeightsError(f"CLIP weights for {name} not found at {path}. Download {url} to that path.")
     try:
-        from mmrl.utils.download import download_url
         download_url(url, path, sha256=sha)
-    except WeightsError:
-        raise
-    except Exception as e:
+    except MMRLError as e:
         raise WeightsError(f"CLIP weights for {name} are not at {path} and downloading {url} failed ({e}). "
                            f"If this machine is offline, fetch that URL elsewhere and place the file at {path} "
                            f"(or set MODEL.BACKBONE.WEIGHTS).") from None

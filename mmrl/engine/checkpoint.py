@@ -73,7 +73,7 @@ class _Opaque:
 
 # Globals a Dassl checkpoint may reference.  Torch's tensor rebuild helpers are resolved to
 # the real functions; scheduler/optimizer classes become inert placeholders.
-_OPAQUE_PREFIXES = ("torch.optim", "dassl.", "trainers.", "collections.defaultdict")
+_OPAQUE_PREFIXES = ("torch.optim", "dassl.", "trainers.")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -82,7 +82,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_tensor_v3"),
         ("torch", "Size"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
-        ("torch", "device"),
+        ("torch", "device"), ("collections", "defaultdict"), ("builtins", "dict"), ("__builtin__", "dict"),
+        ("builtins", "list"), ("builtins", "tuple"),
     }
 
     def find_class(self, module, name):

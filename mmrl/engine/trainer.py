@@ -339,5 +339,5 @@ class Trainer:
 
 
 def _sha256(path: str) -> str:
-    from mmrl.clip.backbone import sha256_file
+    from mmrl.utils.download import sha256_file
     return sha256_file(path)

@@ -1,0 +1,164 @@
+"""CLIP weights resolution (files, cache, checksum, download) and checkpoint import."""
+import http.server
+import pickle
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmrl.clip import backbone
+from mmrl.engine import checkpoint as ckpt
+from mmrl.errors import CheckpointError, WeightsError
+from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
+from mmrl.models.prompts import Prompts
+from mmrl.utils.download import sha256_file
+
+
+@pytest.fixture(scope="module")
+def openai_style_file(tmp_path_factory, tiny_clip):
+    """A plain state dict with OpenAI key names (open_clip's CLIP uses them)."""
+    path = tmp_path_factory.mktemp("w") / "ViT-B-16.pt"
+    torch.save(tiny_clip.state_dict(), path)
+    return path
+
+
+def test_explicit_weights_file_is_taken_as_given(openai_style_file, tiny_clip):
+    model, info = backbone.load_backbone("ViT-B/16", weights=str(openai_style_file))
+    assert info.source == "explicit-file" and info.sha256 == sha256_file(openai_style_file)
+    assert torch.equal(model.visual.proj, tiny_clip.visual.proj)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_corrupt_and_truncated_files_are_named(tmp_path, openai_style_file):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError, match="garbage.pt is corrupt or truncated"):
+        backbone.load_backbone("ViT-B/16", weights=str(bad))
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(openai_style_file.read_bytes()[:5000])
+    with pytest.raises(WeightsError, match="cut.pt is corrupt or truncated"):
+        backbone.load_backbone("ViT-B/16", weights=str(cut))
+    with pytest.raises(WeightsError, match="does not exist"):
+        backbone.load_backbone("ViT-B/16", weights=str(tmp_path / "missing.pt"))
+
+
+def test_cache_file_is_verified_against_url_hash(tmp_path):
+    url, fname, sha = backbone.openai_url("ViT-B/16")
+    assert sha == "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f" and fname == "ViT-B-16.pt"
+    (tmp_path / fname).write_bytes(b"truncated download")
+    with pytest.raises(WeightsError, match="does not match"):
+        backbone.load_backbone("ViT-B/16", cache_dir=str(tmp_path))
+
+
+def _serve(folder):
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_download_verifies_and_offline_names_path_and_url(tmp_path, openai_style_file, monkeypatch):
+    sha = sha256_file(openai_style_file)
+    served = tmp_path / "srv" / sha
+    served.mkdir(parents=True)
+    (served / "ViT-B-16.pt").write_bytes(openai_style_file.read_bytes())
+    srv = _serve(tmp_path / "srv")
+    try:
+        base = f"http://127.0.0.1:{srv.server_port}"
+        monkeypatch.setattr(backbone, "openai_url", lambda name: (f"{base}/{sha}/ViT-B-16.pt", "ViT-B-16.pt", sha))
+        cache = tmp_path / "cache"
+        _, info = backbone.load_backbone("ViT-B/16", cache_dir=str(cache))
+        assert info.source == "openai-file" and (cache / "ViT-B-16.pt").is_file() and info.sha256 == sha
+        wrong = "0" * 64
+        monkeypatch.setattr(backbone, "openai_url", lambda name: (f"{base}/{sha}/ViT-B-16.pt", "ViT-B-16.pt", wrong))
+        with pytest.raises(WeightsError, match="SHA256"):
+            backbone.load_backbone("ViT-B/16", cache_dir=str(tmp_path / "cache2"))
+        monkeypatch.setattr(backbone, "openai_url",
+                            lambda name: ("http://127.0.0.1:9/x/ViT-B-16.pt", "ViT-B-16.pt", sha))
+        with pytest.raises(WeightsError) as e:
+            backbone.load_backbone("ViT-B/16", cache_dir=str(tmp_path / "cache3"))
+        assert str(tmp_path / "cache3" / "ViT-B-16.pt") in str(e.value) and "http://127.0.0.1:9" in str(e.value)
+    finally:
+        srv.shutdown()
+
+
+def test_unknown_backbone_name():
+    with pytest.raises(WeightsError, match="not known"):
+        backbone.load_backbone("ViT-X/99")
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned",))
+
+
+def authors_file(path, model, frozen_clip, extra=None):
+    """A Dassl checkpoint as the authors' code writes it: full model state dict incl. frozen CLIP."""
+    sd = {f"image_encoder.{k[len('visual.'):]}": v for k, v in frozen_clip.state_dict().items() if k.startswith("visual.")}
+    sd.update({k: v.clone() for k, v in model.state_dict().items()})
+    sd["prompt_learner.prompt_embeddings"] = torch.zeros(3, 4)
+    # Dassl pickles its warm-up scheduler whose state holds the cosine successor object
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+    obj = {"state_dict": sd, "epoch": 10, "optimizer": opt.state_dict(),
+           "scheduler": {"successor": cosine, "last_epoch": 10}, "val_result": None}
+    if extra:
+        obj.update(extra)
+    torch.save(obj, path)
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_authors_checkpoint_imports(tmp_path, tiny_clip, trainer):
+    prompts = Prompts.build(["a", "b", "c"], "a photo of a {}.")
+    src = MultiModalRepresentationLearner(ArchSpec(trainer=trainer, backbone="tiny-test", rep_dim=64), tiny_clip, prompts)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))
+    folder = tmp_path / "run" / ckpt.MODEL_NAME
+    folder.mkdir(parents=True)
+    authors_file(folder / "model.pth.tar-10", src, tiny_clip)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(folder / "model.pth.tar-10", weights_only=True)  # why a restricted unpickler is needed
+    path = ckpt.find_checkpoint(tmp_path / "run")
+    sd, arch, epoch = ckpt.read_for_eval(path)
+    arch = ckpt.authors_arch(sd, ArchSpec(trainer=trainer, backbone="tiny-test").to_dict())
+    assert arch["rep_dim"] == 64 and arch["trainer"] == trainer and epoch == 10
+    dst = MultiModalRepresentationLearner(ArchSpec.from_dict(arch), tiny_clip, prompts)
+    dst.load_state_dict(ckpt.trainable_state(sd, dict(dst.state_dict())))
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v)
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    path = tmp_path / "evil.pth.tar"
+    torch.save({"state_dict": {}, "scheduler": Evil()}, path)
+    with pytest.raises(CheckpointError, match="refusing to load global"):
+        ckpt.load_checkpoint_file(path)
+
+
+def test_shape_mismatch_names_key_and_cause(tiny_clip):
+    prompts = Prompts.build(["a", "b"], "{}")
+    big = MultiModalRepresentationLearner(ArchSpec(rep_dim=2048, backbone="tiny-test"), tiny_clip, prompts)
+    small = MultiModalRepresentationLearner(ArchSpec(rep_dim=512, backbone="tiny-test"), tiny_clip, prompts)
+    with pytest.raises(CheckpointError, match=r"compound_rep_tokens.*\(5, 2048\) vs model \(5, 512\).*REP_DIM"):
+        ckpt.trainable_state(big.state_dict(), dict(small.state_dict()))
+
+
+def test_load_epoch_and_missing(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ckpt.find_checkpoint(tmp_path / "nope")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint found"):
+        ckpt.find_checkpoint(tmp_path / "run")
+    for e in (5, 10):
+        ckpt.save_checkpoint(tmp_path / "run", state_dict={"x": torch.ones(1) * e}, epoch=e, arch={})
+    assert ckpt.find_checkpoint(tmp_path / "run").name == "model.pth.tar-10"
+    assert ckpt.find_checkpoint(tmp_path / "run", 5).name == "model.pth.tar-5"
+    with pytest.raises(CheckpointError, match="--load-epoch 7"):
+        ckpt.find_checkpoint(tmp_path / "run", 7)
