@@ -21,6 +21,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return run_main(rest if "--eval-only" in rest else ["--eval-only", *rest])
 
 
+def _cmd_eval_many(args: argparse.Namespace) -> int:
+    """Eval-only runs that share a test pass: a JSON file holding a list of train.py argv lists."""
+    from pathlib import Path
+
+    from mmrl.engine.run import main_many
+    argvs = json.loads(Path(args.jobs).read_text())
+    codes = main_many([list(a) for a in argvs])
+    return max(codes, default=0)
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -93,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="one evaluation (train.py --eval-only)", add_help=False)
     e.add_argument("rest", nargs=argparse.REMAINDER)
     e.set_defaults(func=_cmd_eval)
+    m = sub.add_parser("eval-many", help="several --eval-only runs with one shared test pass")
+    m.add_argument("jobs", help="JSON file: a list of train.py argument lists")
+    m.set_defaults(func=_cmd_eval_many)
     x = sub.add_parser("explain", help="print every resolved config key, its value and the layer that set it")
     x.add_argument("--changed", action="store_true", help="only keys not at their default")
     x.add_argument("--json", action="store_true")

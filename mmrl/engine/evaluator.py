@@ -22,11 +22,14 @@ class Classification:
 
     def process(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pred = logits.argmax(dim=1)
+        self.process_predictions(pred, labels)
+        return pred
+
+    def process_predictions(self, pred: torch.Tensor, labels: torch.Tensor) -> None:
         self.correct += int((pred == labels).sum())
         self.total += int(labels.numel())
         self.y_true.append(labels.cpu().numpy())
         self.y_pred.append(pred.cpu().numpy())
-        return pred
 
     def evaluate(self) -> dict[str, float]:
         y_true = np.concatenate(self.y_true) if self.y_true else np.zeros(0, dtype=int)

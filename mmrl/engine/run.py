@@ -3,13 +3,17 @@
 A run directory whose record says "complete" with the same config hash is never redone;
 one that is complete with another config is refused (move it aside); anything else
 (failed, killed, partial) resumes from its last epoch.
+
+``main_many`` runs several evaluation-only runs of the same split and backbone (e.g. the
+three seeds of a B2N cell) with one shared pass over the test images; each run still gets
+its own log.txt, record.json and predictions, exactly as if run alone.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import logging
-import os
 import platform
 import subprocess
 import sys
@@ -29,6 +33,8 @@ from mmrl.errors import MMRLError, RunError
 
 log = logging.getLogger("mmrl.engine")
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGED, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
 
 def code_version() -> str:
     root = Path(__file__).resolve().parents[2]
@@ -43,8 +49,8 @@ def code_version() -> str:
 
 
 def environment() -> dict[str, Any]:
-    cuda = torch.cuda.is_available()
     import PIL
+    cuda = torch.cuda.is_available()
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cuda_available": cuda,
             "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
@@ -61,129 +67,239 @@ class _RunLock:
     def __init__(self, folder: Path):
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / ".run.lock"
-        self.fh = open(self.path, "w")
+        self.fh = None
 
-    def __enter__(self):
+    def acquire(self) -> None:
+        self.fh = open(self.path, "w")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.fh.close()
+            self.fh = None
             raise RunError(f"another process is running {self.path.parent} right now") from None
-        return self
 
-    def __exit__(self, *exc):
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
+    def release(self) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
 
 
-def _print_header(args: RunArgs, argv: list[str], cfg) -> None:
-    log.info("***************\n** Arguments **\n***************")
-    fields = {"root": args.root, "output_dir": args.output_dir, "resume": args.resume, "seed": args.seed,
-              "source_domains": args.source_domains, "target_domains": args.target_domains,
-              "transforms": args.transforms, "trainer": args.trainer, "backbone": args.backbone, "head": args.head,
-              "config_file": args.config_file, "dataset_config_file": args.dataset_config_file,
-              "eval_only": args.eval_only, "model_dir": args.model_dir, "load_epoch": args.load_epoch,
-              "no_train": args.no_train, "opts": args.opts}
-    for k in sorted(fields):
-        log.info("%s: %s", k, fields[k])
-    log.info("************\n** Config **\n************")
-    log.info(dump_config_text(cfg))
-    log.info("Collecting env info ...")
-    log.info("** System info **")
-    for k, v in environment().items():
-        log.info("%s: %s", k, v)
-    log.info("")
+class Run:
+    """One run directory: its arguments, config, record, lock and log."""
+
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.args: RunArgs = parse_run_args(argv)
+        self.cfg = resolve_config(self.args).cfg
+        self.out = Path(self.cfg.OUTPUT_DIR).expanduser().resolve()
+        self.hash = config_hash(self.cfg, run_identity(self.args))
+        self.previous = read_record(self.out)
+        self.lock = _RunLock(self.out) if self.check_existing() is None else None
+        self.record: dict[str, Any] = {}
+        self.trainer = None
+
+    def check_existing(self) -> int | None:
+        """An exit code when the directory already holds a complete run, else None."""
+        prev = self.previous
+        if not prev or prev.get("status") != "complete":
+            return None
+        if prev.get("config_hash") == self.hash:
+            print(f"Run already complete at {self.out} (record.json, config {self.hash}); nothing to do.")
+            return EXIT_OK
+        print(f"error: {self.out} holds a complete run with another config (hash {prev.get('config_hash')} vs "
+              f"{self.hash}). It is not overwritten: use another --output-dir, or move that directory aside "
+              f"(`mmrl sweep` does this for you and keeps the old record).", file=sys.stderr)
+        return EXIT_CHANGED
+
+    @property
+    def log_path(self) -> Path:
+        return log_path_for(str(self.out))
+
+    def logging(self):
+        return run_logging(self.log_path)
+
+    def begin(self) -> None:
+        from mmrl.engine.trainer import seed_everything
+        cfg, args = self.cfg, self.args
+        self.lock.acquire()
+        self.record = {
+            "schema": SCHEMA, "status": "running", "error": None, "mode": "eval" if args.eval_only else "train",
+            "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME, "task": cfg.TASK, "seed": cfg.SEED,
+            "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES, "output_dir": str(self.out),
+            "argv": self.argv, "config": config_to_dict(cfg), "config_hash": self.hash,
+            "model_dir": str(Path(args.model_dir).resolve()) if args.model_dir else None, "checkpoint": None,
+            "code_version": code_version(), "env": environment(), "precision": None,
+            "timings": {"started": _now()}, "params": None, "metrics": None,
+        }
+        if self.previous:
+            prev = dict(self.previous)
+            self.record["history"] = (prev.pop("history", []) or []) + [prev]
+        if cfg.SEED >= 0:
+            print(f"Setting fixed seed: {cfg.SEED}")  # before the log exists, as in Dassl
+            seed_everything(cfg.SEED)
+        write_record(self.out, self.record)
+        self.t0 = time.time()
+
+    def print_header(self) -> None:
+        a = self.args
+        log.info("***************\n** Arguments **\n***************")
+        fields = {"root": a.root, "output_dir": a.output_dir, "resume": a.resume, "seed": a.seed,
+                  "source_domains": a.source_domains, "target_domains": a.target_domains,
+                  "transforms": a.transforms, "trainer": a.trainer, "backbone": a.backbone, "head": a.head,
+                  "config_file": a.config_file, "dataset_config_file": a.dataset_config_file,
+                  "eval_only": a.eval_only, "model_dir": a.model_dir, "load_epoch": a.load_epoch,
+                  "no_train": a.no_train, "opts": a.opts}
+        for k in sorted(fields):
+            log.info("%s: %s", k, fields[k])
+        log.info("************\n** Config **\n************")
+        log.info(dump_config_text(self.cfg))
+        log.info("Collecting env info ...")
+        log.info("** System info **")
+        for k, v in environment().items():
+            log.info("%s: %s", k, v)
+        log.info("")
+
+    def build(self) -> None:
+        """Header, data, model and (eval) weights: everything before training or testing."""
+        from mmrl.engine.trainer import Trainer
+        self.print_header()
+        eval_only = self.args.eval_only or self.cfg.TRAINER.NAME == "ZeroshotCLIP"
+        self.trainer = t = Trainer(self.cfg, self.out, eval_only=eval_only, model_dir=self.args.model_dir,
+                                   load_epoch=self.args.load_epoch)
+        self.record["precision"] = t.precision
+        t.build_data()
+        t.build_model()
+        self.record["params"] = t.parameter_counts()
+        if t.backbone_info is not None:
+            self.record["backbone"] = vars(t.backbone_info)
+        if t.eval_only and t.loaded_checkpoint is not None:
+            t.load_for_eval()
+            self.record["checkpoint"] = {k: t.loaded_checkpoint[k] for k in ("path", "sha256", "epoch")}
+
+    def execute(self) -> dict:
+        t = self.trainer
+        if t.eval_only:
+            return t.test()
+        if self.args.no_train:
+            return {}
+        return t.train()
+
+    def fail(self, e: BaseException) -> int:
+        msg = str(e) if isinstance(e, MMRLError) else f"{type(e).__name__}: {e}"
+        log.error("run failed: %s", msg)
+        if not isinstance(e, MMRLError):
+            with open(self.log_path, "a") as f:
+                f.write(traceback.format_exc())
+        self.record.update(status="failed", error=msg)
+        return EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
+
+    def complete(self, metrics: dict) -> int:
+        self.record.update(status="complete", metrics=metrics)
+        return EXIT_OK
+
+    def finish(self, code: int) -> int:
+        timings = getattr(self.trainer, "timings", {}) if self.trainer is not None else {}
+        self.record["timings"].update(finished=_now(), wall_s=round(time.time() - self.t0, 3),
+                                      **{k: round(v, 3) for k, v in timings.items()})
+        write_record(self.out, self.record)
+        self.lock.release()
+        if code:
+            print(f"error: run failed: {self.record['error']} (see {self.log_path})", file=sys.stderr)
+        return code
+
+
+def _open(argv: list[str]) -> tuple[Run | None, int | None]:
+    """A Run ready to begin, or the exit code that ends it before it starts."""
+    try:
+        run = Run(argv)
+    except MMRLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None, EXIT_USAGE
+    done = run.check_existing()
+    if done is not None:
+        return None, done
+    try:
+        run.begin()
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None, EXIT_LOCKED
+    return run, None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = parse_run_args(argv)
-        resolved = resolve_config(args)
-    except MMRLError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cfg = resolved.cfg
-    out = Path(cfg.OUTPUT_DIR).expanduser().resolve()
-    identity = run_identity(args)
-    chash = config_hash(cfg, identity)
-
-    previous = read_record(out)
-    if previous and previous.get("status") == "complete":
-        if previous.get("config_hash") == chash:
-            print(f"Run already complete at {out} (record.json, config {chash}); nothing to do.")
-            return 0
-        print(f"error: {out} holds a complete run with another config (hash {previous.get('config_hash')} vs "
-              f"{chash}). It is not overwritten: use another --output-dir, or move that directory aside "
-              f"(`mmrl sweep` does this for you and keeps the old record).", file=sys.stderr)
-        return 3
-
-    try:
-        lock = _RunLock(out)
-        lock.__enter__()
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
-    try:
-        return _run_locked(args, argv, cfg, out, chash, previous)
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def _run_locked(args: RunArgs, argv: list[str], cfg, out: Path, chash: str, previous: dict | None) -> int:
-    from mmrl.engine.trainer import Trainer, seed_everything
-    record: dict[str, Any] = {
-        "schema": SCHEMA, "status": "running", "error": None, "mode": "eval" if args.eval_only else "train",
-        "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME, "task": cfg.TASK, "seed": cfg.SEED,
-        "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES, "output_dir": str(out),
-        "argv": argv, "config": config_to_dict(cfg), "config_hash": chash,
-        "model_dir": str(Path(args.model_dir).resolve()) if args.model_dir else None, "checkpoint": None,
-        "code_version": code_version(), "env": environment(), "precision": None,
-        "timings": {"started": _now()}, "params": None, "metrics": None,
-    }
-    if previous:
-        record["history"] = (previous.pop("history", []) or []) + [previous]
-    if cfg.SEED >= 0:
-        print(f"Setting fixed seed: {cfg.SEED}")  # before the log exists, as in Dassl
-        seed_everything(cfg.SEED)
-    write_record(out, record)
-    t0 = time.time()
-    with run_logging(log_path_for(str(out))):
+    run, code = _open(argv)
+    if run is None:
+        return code
+    with run.logging():
         try:
-            _print_header(args, argv, cfg)
-            trainer = Trainer(cfg, out, eval_only=args.eval_only or cfg.TRAINER.NAME == "ZeroshotCLIP",
-                              model_dir=args.model_dir, load_epoch=args.load_epoch)
-            record["precision"] = trainer.precision
-            trainer.build_data()
-            trainer.build_model()
-            record["params"] = trainer.parameter_counts()
-            if trainer.backbone_info is not None:
-                record["backbone"] = vars(trainer.backbone_info)
-            if trainer.eval_only:
-                if trainer.loaded_checkpoint is not None:
-                    trainer.load_for_eval()
-                    record["checkpoint"] = {k: trainer.loaded_checkpoint[k] for k in ("path", "sha256", "epoch")}
-                metrics = trainer.test()
-            elif args.no_train:
-                metrics = {}
-            else:
-                metrics = trainer.train()
-            record.update(status="complete", metrics=metrics)
+            run.build()
+            code = run.complete(run.execute())
         except (Exception, KeyboardInterrupt) as e:
-            msg = str(e) if isinstance(e, MMRLError) else f"{type(e).__name__}: {e}"
-            log.error("run failed: %s", msg)
-            if not isinstance(e, MMRLError):
-                log.debug(traceback.format_exc())
-                with open(log_path_for(str(out)), "a") as f:
-                    f.write(traceback.format_exc())
-            record.update(status="failed", error=msg)
-            code = 130 if isinstance(e, KeyboardInterrupt) else 1
-        else:
-            code = 0
-        finally:
-            record["timings"].update(finished=_now(), wall_s=round(time.time() - t0, 3),
-                                     **{k: round(v, 3) for k, v in getattr(locals().get("trainer"), "timings", {}).items()})
-            write_record(out, record)
-    if code:
-        print(f"error: run failed: {record['error']} (see {log_path_for(str(out))})", file=sys.stderr)
-    return code
+            code = run.fail(e)
+    return run.finish(code)
+
+
+def main_many(argvs: list[list[str]]) -> list[int]:
+    """Several eval-only runs; those that share split, transform and backbone share one test pass."""
+    from mmrl.engine.multi_eval import evaluate_together
+    codes: list[int | None] = [None] * len(argvs)
+    ready: list[tuple[int, Run]] = []
+    for i, argv in enumerate(argvs):
+        if "--eval-only" not in argv:
+            codes[i] = main(argv)
+            continue
+        run, code = _open(argv)
+        if run is None:
+            codes[i] = code
+            continue
+        with run.logging():
+            try:
+                run.build()
+                ready.append((i, run))
+                continue
+            except (Exception, KeyboardInterrupt) as e:
+                code = run.fail(e)
+        codes[i] = run.finish(code)
+
+    for group in _shareable_groups([r for _, r in ready]):
+        trainers = [r.trainer for r in group]
+        t0 = time.time()
+        try:
+            with contextlib.ExitStack():
+                outputs = evaluate_together([t.model for t in trainers], trainers[0].test_loader,
+                                            [t.head for t in trainers], trainers[0].device,
+                                            trainers[0].precision["used"],
+                                            save_logits=any(bool(t.cfg.TEST.SAVE_LOGITS) for t in trainers))
+        except (Exception, KeyboardInterrupt) as e:
+            outputs = [e] * len(group)
+        share = (time.time() - t0) / len(group)
+        for run, out in zip(group, outputs):
+            with run.logging():
+                if isinstance(out, BaseException):
+                    code = run.fail(out)
+                else:
+                    try:
+                        log.info("Evaluate on the *test* set")
+                        metrics = run.trainer.finish_test(out)
+                        run.trainer.timings["eval_s"] = share
+                        code = run.complete(metrics)
+                    except (Exception, KeyboardInterrupt) as e:
+                        code = run.fail(e)
+            codes[[j for j, r in ready if r is run][0]] = run.finish(code)
+    return [int(c) for c in codes]
+
+
+def _shareable_groups(runs: list[Run]) -> list[list[Run]]:
+    """Runs evaluating the same images with the same transform and backbone."""
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        t = r.trainer
+        spec = getattr(t.model, "spec", None)
+        key = (tuple(it.impath for it in t.data.test), tuple(r.cfg.INPUT.SIZE), r.cfg.INPUT.INTERPOLATION,
+               tuple(r.cfg.INPUT.PIXEL_MEAN), tuple(r.cfg.INPUT.PIXEL_STD), t.precision["used"],
+               getattr(spec, "backbone", r.cfg.MODEL.BACKBONE.NAME), getattr(t.model, "J", None),
+               type(t.model).__name__)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())

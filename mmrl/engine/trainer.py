@@ -307,23 +307,31 @@ class Trainer:
         self.model.eval()
         t0 = time.time()
         log.info("Evaluate on the *test* set")
-        evaluator = Classification()
-        preds, labels_all, logits_all = [], [], []
         save_logits = bool(self.cfg.TEST.SAVE_LOGITS)
+        preds, labels_all, logits_all = [], [], []
         prec = self.precision["used"]
         for batch in tqdm(self.test_loader, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr):
             images = batch["img"].to(self.device, non_blocking=True)
-            labels = batch["label"].to(self.device)
             with autocast_context(prec, self.device):
                 logits = self.model.forward_eval(images)[self.head].float()
-            preds.append(evaluator.process(logits, labels).cpu())
-            labels_all.append(labels.cpu())
+            preds.append(logits.argmax(dim=1).cpu())
+            labels_all.append(batch["label"])
             if save_logits:
                 logits_all.append(logits.cpu())
-        metrics = evaluator.evaluate()
+        out = {"pred": torch.cat(preds), "label": torch.cat(labels_all),
+               "logits": torch.cat(logits_all) if save_logits else None}
         self.timings["eval_s"] = time.time() - t0
-        self.write_predictions(torch.cat(preds).numpy(), torch.cat(labels_all).numpy(),
-                               torch.cat(logits_all).numpy() if save_logits else None)
+        return self.finish_test(out)
+
+    def finish_test(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Score predictions (from this model's own pass or a shared one) and write them."""
+        evaluator = Classification()
+        pred = torch.as_tensor(out["pred"])
+        label = torch.as_tensor(out["label"])
+        evaluator.process_predictions(pred, label)
+        metrics = evaluator.evaluate()
+        logits = out.get("logits") if self.cfg.TEST.SAVE_LOGITS else None
+        self.write_predictions(pred.numpy(), label.numpy(), None if logits is None else torch.as_tensor(logits).numpy())
         return metrics
 
     def write_predictions(self, pred: np.ndarray, label: np.ndarray, logits: np.ndarray | None) -> None:
