@@ -1,0 +1,43 @@
+"""File helpers: atomic writes (a reader never sees half a file) and dataset-relative paths."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> bool:
+    """Write ``text`` to ``path`` via a temp file in the same folder.
+
+    With ``overwrite=False`` an existing file is kept (first writer wins, so concurrent runs
+    of the same few-shot draw never rewrite each other's file). Returns True if written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)  # fails atomically if the target already exists
+        except FileExistsError:
+            return False
+        except OSError:  # filesystems without hard links: best effort
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def relpath_in(path: str, folder: str) -> str:
+    """``path`` relative to ``folder`` (plain prefix cut when it is inside, the common case)."""
+    head = folder.rstrip("/") + "/"
+    return path[len(head):] if path.startswith(head) else os.path.relpath(path, folder)

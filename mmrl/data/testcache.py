@@ -1,0 +1,300 @@
+"""Decoded test images, cached once per (split, test transform) as a uint8 memory map.
+
+Every run that evaluates a split (three seeds, base and new heads, several checkpoints)
+would otherwise decode and resize the same JPEGs again. The cache stores what the test
+transform holds just before ``ToTensor``: N x 3 x H x W uint8 after resize + center crop.
+``ToTensor`` and ``Normalize`` run at load time on exactly that array, so the tensors are
+bit-identical to the normal path (PIL's resize output is uint8 already: nothing is lost).
+
+Layout: ``<cache dir>/<name>/<key>.u8`` (raw array) + ``<key>.json`` (header). The key hashes
+the deterministic transforms (their repr, PIL and torchvision versions) and the split's item
+list (relative paths + labels, in order), so a changed split or transform gets a new file.
+Both files are written to a temporary name and renamed; the header goes last, so a file
+without a matching header is never read. Builders of the same key serialise on a lock file.
+
+Cache dir: TEST.CACHE_DIR; "" = ``$MMRL_CACHE/testcache`` (default ``~/.cache/mmrl/testcache``);
+"none" disables the cache. Short disk, an unwritable folder or a transform the cache cannot
+represent (random crops) fall back to the normal loader with a logged message.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from torchvision import transforms as T
+
+from mmrl.data import loaders
+from mmrl.data.items import Item
+
+log = logging.getLogger("mmrl.data")
+
+FORMAT = "mmrl-testcache"
+VERSION = 1
+MIN_FREE_BYTES = 512 * 2**20   # always leave this much disk free, plus 5% of the cache size
+_DETERMINISTIC = (T.Resize, T.CenterCrop)  # the only PIL-stage transforms the cache replays
+
+
+def resolve_cache_dir(value: str | os.PathLike | None) -> Path | None:
+    """TEST.CACHE_DIR -> folder, or None when the cache is disabled ("none")."""
+    text = os.fspath(value) if value is not None else ""
+    if text.strip().lower() == "none":
+        return None
+    if text:
+        return Path(text).expanduser()
+    base = os.environ.get("MMRL_CACHE")
+    return (Path(base).expanduser() if base else Path.home() / ".cache" / "mmrl") / "testcache"
+
+
+def split_transform(transform: Any) -> tuple[list, list, tuple[int, int]] | None:
+    """(PIL stage, tensor stage after ToTensor, (H, W)) of a test transform, or None when the
+    PIL stage is not a fixed-size deterministic resize/crop the cache can store."""
+    steps = list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
+    cut = next((i for i, t in enumerate(steps) if isinstance(t, T.ToTensor)), None)
+    if cut is None or cut == 0:
+        return None
+    pre, post = steps[:cut], steps[cut + 1:]
+    if not all(type(t) in _DETERMINISTIC for t in pre):
+        return None
+    last = pre[-1]
+    size = getattr(last, "size", None)
+    if isinstance(size, int) or size is None or len(size) != 2:
+        return None  # output size would follow each image's aspect ratio
+    return pre, post, (int(size[0]), int(size[1]))
+
+
+def transform_key(pre: Sequence) -> str:
+    """What fixes the cached pixels: the resize/crop settings and the libraries that run them."""
+    return " | ".join([*(repr(t) for t in pre), f"PIL {PIL.__version__}", f"torchvision {torchvision.__version__}"])
+
+
+def _relpath(impath: str, base: str) -> str:
+    head = base.rstrip("/") + "/"
+    return impath[len(head):] if impath.startswith(head) else os.path.relpath(impath, base)
+
+
+def items_digest(items: Sequence[Item], base: str | None = None) -> str:
+    """SHA-256 of the ordered (relative path, label) list: any change to the split changes it."""
+    if base is None:
+        base = os.path.commonpath([os.path.dirname(it.impath) for it in items]) if items else ""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(f"{_relpath(it.impath, base)}\t{it.label}\n".encode("utf-8"))
+    return h.hexdigest()
+
+
+@dataclass
+class TestCache:
+    """A complete cache file and what it holds."""
+    data_path: Path
+    shape: tuple[int, int, int, int]                       # (N, 3, H, W)
+    substitutions: dict[int, int] = field(default_factory=dict)  # slot -> item index stored there
+    built: bool = False                                    # decoded in this call (else reused)
+
+
+class _ToCHW:
+    """PIL RGB image -> 3 x H x W uint8 array (module level so workers can pickle it)."""
+
+    def __call__(self, img) -> np.ndarray:
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _free_bytes(folder: Path) -> int:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Exclusive lock so parallel runs (e.g. three seeds) decode a split once, not three times."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: atomic renames alone keep readers safe
+        yield
+        return
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_header(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _valid(header: dict | None, data_path: Path, expect: dict) -> bool:
+    if not header or any(header.get(k) != v for k, v in expect.items()):
+        return False
+    n, c, h, w = header["shape"]
+    try:
+        return data_path.stat().st_size == n * c * h * w
+    except OSError:
+        return False
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _decode_into(items: Sequence[Item], pre: list, shape: tuple, path: Path, *, skip_corrupt: bool,
+                 num_workers: int, batch_size: int = 64) -> dict[int, int]:
+    """Decode + resize + crop every item into a new uint8 file at ``path``; returns substitutions."""
+    # ImageDataset does the decoding (and the SKIP_CORRUPT substitution) exactly as the normal path
+    dataset = loaders.ImageDataset(items, T.Compose([*pre, _ToCHW()]), skip_corrupt=skip_corrupt)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=SequentialSampler(dataset), num_workers=num_workers)
+    arr = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
+    subs: dict[int, int] = {}
+    pos = 0
+    for batch in loader:
+        imgs = batch["img"].numpy()
+        if imgs.shape[1:] != shape[1:]:
+            raise ValueError(f"test transform produced {imgs.shape[1:]}, expected {shape[1:]}")
+        arr[pos:pos + len(imgs)] = imgs
+        for k, src in enumerate(batch["index"].tolist()):
+            if src != pos + k:
+                subs[pos + k] = int(src)
+        pos += len(imgs)
+    arr.flush()
+    del arr
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+    return subs
+
+
+def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | os.PathLike | None, *,
+                       name: str = "test", dataset_dir: str | None = None, skip_corrupt: bool = False,
+                       num_workers: int = 0) -> TestCache | None:
+    """The cache for this split and transform, built if needed; None = use the normal loader."""
+    root = resolve_cache_dir(cache_dir)
+    if root is None:
+        log.info("Test image cache disabled (TEST.CACHE_DIR none)")
+        return None
+    parts = split_transform(transform)
+    if parts is None or not items:
+        log.info("Test image cache not used: the test transform is not a fixed-size resize/crop + ToTensor")
+        return None
+    pre, _, (h, w) = parts
+    shape = (len(items), 3, h, w)
+    expect = {"format": FORMAT, "version": VERSION, "transform": transform_key(pre),
+              "items_sha256": items_digest(items, dataset_dir), "shape": list(shape)}
+    key = hashlib.sha256(json.dumps(expect, sort_keys=True).encode()).hexdigest()[:24]
+    folder = root / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    data_path, header_path = folder / f"{key}.u8", folder / f"{key}.json"
+    nbytes = int(np.prod(shape))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder / f"{key}.lock"):
+            header = _read_header(header_path)
+            if _valid(header, data_path, expect):
+                subs = {int(k): int(v) for k, v in header.get("substitutions", {}).items()}
+                if subs and not skip_corrupt:
+                    log.info("Test image cache %s holds substituted unreadable images; DATASET.SKIP_CORRUPT "
+                             "is off, so the split is read normally", data_path)
+                    return None
+                log.info("Test image cache: reusing %s (%d images)", data_path, len(items))
+                return TestCache(data_path, shape, subs, built=False)
+            free = _free_bytes(folder)
+            if free < nbytes * 1.05 + MIN_FREE_BYTES:
+                log.warning("Test image cache skipped: %.1f MB needed in %s but only %.1f MB free; "
+                            "reading test images normally", nbytes / 2**20, folder, free / 2**20)
+                return None
+            t0 = time.time()
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".u8.tmp")
+            os.close(fd)
+            try:
+                subs = _decode_into(items, pre, shape, Path(tmp), skip_corrupt=skip_corrupt, num_workers=num_workers)
+                os.replace(tmp, data_path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            header = dict(expect, name=name, n_items=len(items), dtype="uint8",
+                          substitutions={str(k): v for k, v in subs.items()}, created=time.time())
+            _atomic_write_text(header_path, json.dumps(header, indent=1))
+            log.info("Test image cache: decoded %d images into %s (%.1f MB) in %.1f s", len(items), data_path,
+                     nbytes / 2**20, time.time() - t0)
+            return TestCache(data_path, shape, subs, built=True)
+    except OSError as e:  # read-only or vanished folder: the run must not fail for a cache
+        log.warning("Test image cache skipped (%s); reading test images normally", e)
+        return None
+
+
+class CachedTestDataset(Dataset):
+    """The cached uint8 images as the same dicts as ``loaders.ImageDataset`` yields."""
+
+    def __init__(self, cache: TestCache, items: Sequence[Item], post: Sequence):
+        self.items = list(items)
+        self.path = cache.data_path
+        self.shape = cache.shape
+        self.substitutions = dict(cache.substitutions)
+        self.post = list(post)
+        self._array: np.memmap | None = None
+        if len(self.items) != self.shape[0]:
+            raise ValueError(f"{len(self.items)} items for a cache of {self.shape[0]} images")
+
+    def __getstate__(self):  # workers reopen the map themselves
+        state = dict(self.__dict__)
+        state["_array"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self._array is None:
+            self._array = np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape)
+        # ToTensor's own arithmetic on the same uint8 values: bit-identical to the normal path
+        img = torch.from_numpy(np.array(self._array[index])).to(dtype=torch.get_default_dtype()).div(255)
+        for t in self.post:
+            img = t(img)
+        src = self.substitutions.get(index, index)
+        item = self.items[src]
+        return {"img": img, "label": item.label, "domain": item.domain, "impath": item.impath, "index": src}
+
+
+def build_cached_test_loader(cfg, items: Sequence[Item], transform, *, name: str = "test",
+                             dataset_dir: str | None = None, num_workers: int | None = None) -> DataLoader:
+    """Drop-in for ``loaders.build_test_loader``: same batches, images read from the cache.
+
+    ``name`` groups cache files by dataset (e.g. "EuroSAT"); ``dataset_dir`` makes the key
+    use paths relative to it. Falls back to the normal loader whenever the cache is unusable.
+    """
+    workers = cfg.DATALOADER.NUM_WORKERS if num_workers is None else num_workers
+    cache = prepare_test_cache(items, transform, cfg.TEST.CACHE_DIR, name=name, dataset_dir=dataset_dir,
+                               skip_corrupt=bool(cfg.DATASET.SKIP_CORRUPT), num_workers=workers)
+    if cache is None:
+        return loaders.build_test_loader(cfg, items, transform, num_workers=num_workers)
+    _, post, _ = split_transform(transform)
+    dataset = CachedTestDataset(cache, items, post)
+    return DataLoader(dataset, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, sampler=SequentialSampler(dataset),
+                      num_workers=workers, drop_last=False,
+                      pin_memory=bool(torch.cuda.is_available() and cfg.USE_CUDA))

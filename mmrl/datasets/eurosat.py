@@ -1,0 +1,15 @@
+"""EuroSAT: ``eurosat/2750/<ClassFolder>/<ClassFolder>_<n>.jpg``; 10 classes (protocol §3.2).
+
+Without ``split_zhou_EuroSAT.json`` the reference 50/20/30 folder split is generated with the
+folder -> class-name renames (label order = sorted folder names).
+"""
+from mmrl.data.resources import read_tsv_map
+from mmrl.datasets.base import JsonSplitDataset
+from mmrl.datasets.registry import register_dataset
+
+
+@register_dataset
+class EuroSAT(JsonSplitDataset):
+    NAME, STEM, FOLDER = "EuroSAT", "eurosat", "eurosat"
+    IMAGE_SUBDIR = "2750"
+    SPLIT_RENAMES = read_tsv_map("eurosat_folder_to_classname.tsv")

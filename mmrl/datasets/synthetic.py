@@ -1,0 +1,428 @@
+"""Tiny synthetic copies of each dataset's REAL on-disk layout, for tests and demos.
+
+``write_synthetic_dataset("eurosat", root)`` writes ``root/eurosat/2750/<Folder>/<Folder>_<n>.jpg``
+plus ``split_zhou_EuroSAT.json``, exactly the files the real loader reads. Images are small
+solid-ish squares with one distinct colour per class (plus a little per-image noise), so a
+model can learn them. Class names are real ones (a few per dataset), including the traps the
+loaders must handle (Caltech's capitalised and ignored folders, SUN397's nested classes,
+UCF101's ``YoYo``, Flowers' non-ascending label order, aircraft variants with spaces and "/").
+
+Everything is deterministic for a given ``seed``; the global ``random`` is never touched.
+"""
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mmrl.data.items import Item
+from mmrl.data.resources import read_lines, read_tsv_map
+from mmrl.data.splits import split_by_label_groups, split_groups, split_trainval, write_split
+from mmrl.datasets.registry import get_dataset_class
+
+DEFAULT_PER_CLASS = 32   # 50/20/30 -> 16 train, 6 val, 10 test: enough for 16-shot and 4-shot val
+
+
+@dataclass
+class _Ctx:
+    cls: type
+    dataset_dir: Path
+    n_classes: int | None
+    n_per_class: int
+    image_size: tuple[int, int]
+    with_split_json: bool
+    seed: int
+    rng: random.Random
+
+    def names(self, real: Sequence[str], default: int, prefix: str = "class") -> list[str]:
+        """``n_classes`` names: the real ones first, then made-up ``<prefix>_<k>`` names."""
+        n = self.n_classes or default
+        extra = [f"{prefix}_{k:03d}" for k in range(len(real), n)]
+        return list(real[:n]) + extra
+
+    def image(self, path: Path, label: int, n_labels: int, index: int) -> None:
+        write_image(path, label, n_labels, index, self.image_size, self.seed)
+
+    def split_json(self, train: list[Item], val: list[Item], test: list[Item], prefix: Path) -> None:
+        if self.with_split_json:
+            write_split(train, val, test, self.dataset_dir / f"split_zhou_{self.cls.NAME}.json", str(prefix))
+
+
+def class_colour(label: int, n_labels: int) -> tuple[int, int, int]:
+    """Evenly spaced hues; two brightness rings keep many classes apart."""
+    hue = (label * 0.61803398875) % 1.0 if n_labels > 12 else label / max(n_labels, 1)
+    value = 0.95 if label % 2 == 0 else 0.6
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, value)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def write_image(path: Path, label: int, n_labels: int, index: int, size: tuple[int, int], seed: int) -> None:
+    w, h = size
+    rng = np.random.default_rng([seed, label, index])
+    base = np.array(class_colour(label, n_labels), dtype=np.float32)
+    img = base[None, None, :] + rng.normal(0.0, 8.0, size=(h, w, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, format=fmt, quality=95)
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def _savemat(path: Path, data: dict) -> None:
+    """scipy's savemat, with the timestamped 116-byte text header made constant (determinism)."""
+    from scipy.io import savemat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(str(path), data)
+    with open(path, "r+b") as f:
+        f.write(b"MATLAB 5.0 MAT-file, written by mmrl.datasets.synthetic".ljust(116, b" "))
+
+
+def _sizes(n: int) -> tuple[int, int]:
+    """(trainval, test) counts for datasets with an official test list: ~70/30."""
+    n_test = max(1, round(n * 0.3))
+    return n - n_test, n_test
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout writers, one per dataset stem
+
+def _folder_dataset(ctx: _Ctx, image_dir: Path, folders: Sequence[str], file_name: Callable[[str, int], str],
+                    renames: dict[str, str] | None = None, ignored: Sequence[str] = ()) -> None:
+    """``image_dir/<folder>/<file>`` + the reference 50/20/30 split (labels = sorted folders)."""
+    renames = renames or {}
+    ordered = sorted(folders)
+    groups = []
+    for folder in ordered:
+        label = ordered.index(folder)
+        group = []
+        for i in range(ctx.n_per_class):
+            p = image_dir / folder / file_name(folder, i)
+            ctx.image(p, label, len(ordered), i)
+            group.append(Item(str(p), label, renames.get(folder, folder)))
+        groups.append(group)
+    for k, folder in enumerate(ignored):  # present on disk, never part of the dataset
+        for i in range(3):
+            ctx.image(image_dir / folder / file_name(folder, i), len(ordered) + k, len(ordered) + len(ignored), i)
+    ctx.split_json(*split_groups(groups, rng=ctx.rng), prefix=image_dir)
+
+
+EUROSAT_FOLDERS = tuple(read_tsv_map("eurosat_folder_to_classname.tsv"))
+
+
+def _eurosat(ctx: _Ctx) -> None:
+    folders = ctx.names(EUROSAT_FOLDERS, 10)
+    _folder_dataset(ctx, ctx.dataset_dir / "2750", folders, lambda f, i: f"{f}_{i + 1}.jpg",
+                    renames=read_tsv_map("eurosat_folder_to_classname.tsv"))
+
+
+def _generic(ctx: _Ctx) -> None:
+    """Any other folder-split JSON dataset (e.g. a demo dataset): ``<IMAGE_SUBDIR>/<class>/``."""
+    real = getattr(ctx.cls, "SYNTHETIC_CLASSES", ())
+    folders = ctx.names(real, len(real) or 5)
+    image_dir = ctx.dataset_dir / ctx.cls.IMAGE_SUBDIR if ctx.cls.IMAGE_SUBDIR else ctx.dataset_dir
+    _folder_dataset(ctx, image_dir, folders, lambda f, i: f"{f}_{i + 1:04d}.jpg",
+                    renames=dict(getattr(ctx.cls, "SPLIT_RENAMES", {})),
+                    ignored=tuple(getattr(ctx.cls, "SPLIT_IGNORED", ())))
+
+
+CALTECH_FOLDERS = ("accordion", "airplanes", "Faces", "Leopards", "anchor", "Motorbikes", "ant", "barrel",
+                   "bass", "beaver", "binocular", "bonsai")
+
+
+def _caltech101(ctx: _Ctx) -> None:
+    folders = ctx.names(CALTECH_FOLDERS, 8)
+    _folder_dataset(ctx, ctx.dataset_dir / "101_ObjectCategories", folders, lambda f, i: f"image_{i + 1:04d}.jpg",
+                    renames=read_tsv_map("caltech101_folder_renames.tsv"),
+                    ignored=read_lines("caltech101_ignored_folders.txt"))
+
+
+DTD_CLASSES = ("banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked",
+               "crosshatched", "crystalline")
+
+
+def _dtd(ctx: _Ctx) -> None:
+    _folder_dataset(ctx, ctx.dataset_dir / "images", ctx.names(DTD_CLASSES, 6), lambda f, i: f"{f}_{i + 1:04d}.jpg")
+    _write_lines(ctx.dataset_dir / "labels" / "train1.txt", ["banded/banded_0001.jpg"])  # ignored by the loader
+
+
+FOOD_CLASSES = ("apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beef_tartare", "beet_salad",
+                "beignets", "bibimbap", "bread_pudding", "breakfast_burrito")
+
+
+def _food101(ctx: _Ctx) -> None:
+    classes = ctx.names(FOOD_CLASSES, 6)
+    ids = iter(ctx.rng.sample(range(100000, 4000000), len(classes) * ctx.n_per_class))
+    names = {(c, i): f"{next(ids)}.jpg" for c in sorted(classes) for i in range(ctx.n_per_class)}
+    _folder_dataset(ctx, ctx.dataset_dir / "images", classes, lambda f, i: names[(f, i)])
+    _write_lines(ctx.dataset_dir / "meta" / "classes.txt", sorted(classes))  # ignored by the loader
+
+
+# (image stem prefix, class id 1..37, species 1 = cat / 2 = dog, breed id within species)
+PET_BREEDS = (("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("american_pit_bull_terrier", 3, 2, 2),
+              ("basset_hound", 4, 2, 3), ("beagle", 5, 2, 4), ("Bengal", 6, 1, 2), ("Birman", 7, 1, 3),
+              ("Bombay", 8, 1, 4), ("boxer", 9, 2, 5), ("British_Shorthair", 10, 1, 5))
+
+
+def _oxford_pets(ctx: _Ctx) -> None:
+    breeds = PET_BREEDS[: ctx.n_classes or 6]
+    if ctx.n_classes and ctx.n_classes > len(PET_BREEDS):
+        raise ValueError(f"synthetic OxfordPets has at most {len(PET_BREEDS)} classes")
+    n_trainval, _ = _sizes(ctx.n_per_class)
+    lines: dict[str, list[str]] = {"trainval": [], "test": []}
+    trainval, test = [], []
+    for stem, cid, species, bid in breeds:
+        for i in range(ctx.n_per_class):
+            name = f"{stem}_{i + 1}"
+            path = ctx.dataset_dir / "images" / f"{name}.jpg"
+            ctx.image(path, cid - 1, len(breeds), i)
+            which = "trainval" if i < n_trainval else "test"
+            lines[which].append(f"{name} {cid} {species} {bid}")
+            (trainval if which == "trainval" else test).append(Item(str(path), cid - 1, stem.lower()))
+    for which, rows in lines.items():
+        _write_lines(ctx.dataset_dir / "annotations" / f"{which}.txt", sorted(rows))
+    train, val = split_trainval(trainval, rng=ctx.rng)
+    ctx.split_json(train, val, test, prefix=ctx.dataset_dir / "images")
+
+
+CAR_NAMES = ("AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012", "Acura TL Type-S 2008",
+             "Acura TSX Sedan 2012", "Acura Integra Type R 2001", "Acura ZDX Hatchback 2012",
+             "Aston Martin V8 Vantage Convertible 2012")
+
+
+def _car_annos(rows: list[tuple[str, int]]) -> np.ndarray:
+    dt = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+    arr = np.zeros((1, len(rows)), dtype=dt)
+    for k, (fname, cls) in enumerate(rows):
+        box = [np.array([[v]], dtype=np.uint16) for v in (1, 1, 30, 30)]
+        arr[0, k] = (*box, np.array([[cls]], dtype=np.uint8), np.array([fname]))
+    return arr
+
+
+def _stanford_cars(ctx: _Ctx) -> None:
+    names = ctx.names(CAR_NAMES, 6, prefix="Car Model")
+    names = [n if n[-4:].isdigit() else f"{n} 2012" for n in names]
+    n_trainval, n_test = _sizes(ctx.n_per_class)
+    out: dict[str, list[Item]] = {}
+    for folder, count in (("cars_train", n_trainval), ("cars_test", n_test)):
+        labels = [lab for lab in range(len(names)) for _ in range(count)]
+        ctx.rng.shuffle(labels)  # classes interleave in file order, as in the real annotations
+        rows, items = [], []
+        for k, lab in enumerate(labels):
+            fname = f"{k + 1:05d}.jpg"
+            ctx.image(ctx.dataset_dir / folder / fname, lab, len(names), k + (0 if folder == "cars_train" else 10**5))
+            rows.append((fname, lab + 1))
+            words = names[lab].split(" ")
+            items.append(Item(str(ctx.dataset_dir / folder / fname), lab, " ".join([words[-1], *words[:-1]])))
+        out[folder] = items
+        anno = (ctx.dataset_dir / "devkit" / "cars_train_annos.mat" if folder == "cars_train"
+                else ctx.dataset_dir / "cars_test_annos_withlabels.mat")
+        _savemat(anno, {"annotations": _car_annos(rows)})
+    meta = np.empty((1, len(names)), dtype=object)
+    for k, n in enumerate(names):
+        meta[0, k] = n
+    _savemat(ctx.dataset_dir / "devkit" / "cars_meta.mat", {"class_names": meta})
+    train, val = split_trainval(out["cars_train"], rng=ctx.rng)
+    ctx.split_json(train, val, out["cars_test"], prefix=ctx.dataset_dir)
+
+
+FLOWER_NAMES = ("pink primrose", "hard-leaved pocket orchid", "canterbury bells", "sweet pea", "english marigold",
+                "tiger lily", "moon orchid", "bird of paradise", "monkshood", "globe thistle", "snapdragon",
+                "colt's foot")
+
+
+def _oxford_flowers(ctx: _Ctx) -> None:
+    names = ctx.names(FLOWER_NAMES, 6, prefix="flower")
+    n = len(names)
+    # Non-ascending first appearance (the real imagelabels.mat starts with label 77): the
+    # split generator must group by first appearance, not by label value.
+    first = [n - k // 2 if k % 2 == 0 else 1 + k // 2 for k in range(n)]
+    rest = [lab for lab in range(1, n + 1) for _ in range(ctx.n_per_class - 1)]
+    ctx.rng.shuffle(rest)
+    labels = first + rest
+    items = []
+    counters = [0] * (n + 1)
+    for i, lab in enumerate(labels):
+        path = ctx.dataset_dir / "jpg" / f"image_{i + 1:05d}.jpg"
+        ctx.image(path, lab - 1, n, counters[lab])
+        counters[lab] += 1
+        items.append(Item(str(path), lab - 1, names[lab - 1]))
+    _savemat(ctx.dataset_dir / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
+    (ctx.dataset_dir / "cat_to_name.json").write_text(
+        json.dumps({str(k + 1): name for k, name in enumerate(names)}, indent=1), encoding="utf-8")
+    ctx.split_json(*split_by_label_groups(items, rng=ctx.rng), prefix=ctx.dataset_dir / "jpg")
+
+
+AIRCRAFT_VARIANTS = ("707-320", "727-200", "737-200", "A300B4", "BAE 146-200", "Cessna 172", "DC-10", "F-16A/B",
+                     "Falcon 900", "Gulfstream IV", "Saab 340", "Yak-42")
+
+
+def _fgvc_aircraft(ctx: _Ctx) -> None:
+    variants = ctx.names(AIRCRAFT_VARIANTS, 8, prefix="Variant")
+    n_train = round(ctx.n_per_class * 0.5)
+    n_val = round(ctx.n_per_class * 0.2)
+    ids = iter(ctx.rng.sample(range(1000000, 2400000), len(variants) * ctx.n_per_class))
+    rows: dict[str, list[tuple[str, str]]] = {"train": [], "val": [], "test": []}
+    for lab, variant in enumerate(variants):
+        for i in range(ctx.n_per_class):
+            image_id = f"{next(ids):07d}"
+            ctx.image(ctx.dataset_dir / "images" / f"{image_id}.jpg", lab, len(variants), i)
+            which = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+            rows[which].append((image_id, variant))
+    _write_lines(ctx.dataset_dir / "variants.txt", variants)
+    for which, lst in rows.items():  # sorted by image id, so classes interleave as in the real lists
+        _write_lines(ctx.dataset_dir / f"images_variant_{which}.txt", [f"{i} {v}" for i, v in sorted(lst)])
+
+
+SUN_KEYS = ("a/abbey", "a/apartment_building/outdoor", "b/badlands", "b/bakery/shop", "c/cafeteria", "d/dam",
+            "f/forest/broadleaf", "h/highway")
+
+
+def _sun397(ctx: _Ctx) -> None:
+    keys = ctx.names(SUN_KEYS, 6, prefix="z/zone")
+    n_trainval, _ = _sizes(ctx.n_per_class)
+    lists: dict[str, list[str]] = {"Training_01": [], "Testing_01": []}
+    trainval, test = [], []
+    for lab, key in enumerate(keys):
+        name = " ".join(reversed(key.split("/")[1:]))
+        for i in range(ctx.n_per_class):
+            rel = f"{key}/sun_{ctx.rng.getrandbits(64):016x}.jpg"
+            path = ctx.dataset_dir / "SUN397" / rel
+            ctx.image(path, lab, len(keys), i)
+            which = "Training_01" if i < n_trainval else "Testing_01"
+            lists[which].append(f"/{rel}")
+            (trainval if which == "Training_01" else test).append(Item(str(path), lab, name))
+    _write_lines(ctx.dataset_dir / "ClassName.txt", [f"/{k}" for k in keys])
+    for which, lines in lists.items():
+        _write_lines(ctx.dataset_dir / f"{which}.txt", lines)
+    train, val = split_trainval(trainval, rng=ctx.rng)
+    ctx.split_json(train, val, test, prefix=ctx.dataset_dir / "SUN397")
+
+
+UCF_ACTIONS = ("ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "BalanceBeam", "YoYo",
+               "BandMarching", "BaseballPitch", "Basketball", "BasketballDunk")
+
+
+def _ucf101(ctx: _Ctx) -> None:
+    n = ctx.n_classes or 6
+    actions = list(UCF_ACTIONS[:n]) + [f"DoThing{k:03d}" for k in range(len(UCF_ACTIONS), n)]
+    n_trainval, n_test = _sizes(ctx.n_per_class)
+    lines: dict[str, list[str]] = {"trainlist01": [], "testlist01": []}
+    trainval, test = [], []
+    for lab, action in enumerate(actions):
+        renamed = "_".join(re.findall(r"[A-Z][^A-Z]*", action))
+        for i in range(ctx.n_per_class):
+            # groups g01-g07 are the official test groups, g08-g25 train
+            group, clip = (8 + i // 4, 1 + i % 4) if i < n_trainval else (1 + (i - n_trainval) // 4, 1 + i % 4)
+            video = f"v_{action}_g{group:02d}_c{clip:02d}"
+            path = ctx.dataset_dir / "UCF-101-midframes" / renamed / f"{video}.jpg"
+            ctx.image(path, lab, len(actions), i)
+            if i < n_trainval:
+                lines["trainlist01"].append(f"{action}/{video}.avi {lab + 1}")
+                trainval.append(Item(str(path), lab, renamed))
+            else:
+                lines["testlist01"].append(f"{action}/{video}.avi")
+                test.append(Item(str(path), lab, renamed))
+    lists = ctx.dataset_dir / "ucfTrainTestlist"
+    _write_lines(lists / "classInd.txt", [f"{k + 1} {a}" for k, a in enumerate(actions)])
+    for which, rows in lines.items():
+        _write_lines(lists / f"{which}.txt", rows)
+    train, val = split_trainval(trainval, rng=ctx.rng)
+    ctx.split_json(train, val, test, prefix=ctx.dataset_dir / "UCF-101-midframes")
+
+
+def _spread(wnids: Sequence[str], n: int) -> list[str]:
+    """n wnids spread over the list (sorted, so label order = list order)."""
+    step = max(1, len(wnids) // n)
+    return sorted(wnids[k * step] for k in range(n))
+
+
+def _classnames_txt(ctx: _Ctx) -> None:
+    _write_lines(ctx.dataset_dir / "classnames.txt", read_lines("imagenet_classnames_wnid.txt"))
+
+
+def _imagenet(ctx: _Ctx) -> None:
+    wnids = _spread(read_lines("imagenet_wnids.txt"), ctx.n_classes or 6)
+    n_val = max(2, ctx.n_per_class // 4)
+    val_counter = 0
+    for lab, wnid in enumerate(wnids):
+        for i in range(ctx.n_per_class):
+            ctx.image(ctx.dataset_dir / "images" / "train" / wnid / f"{wnid}_{i + 1}.JPEG", lab, len(wnids), i)
+        for i in range(n_val):
+            val_counter += 1
+            ctx.image(ctx.dataset_dir / "images" / "val" / wnid / f"ILSVRC2012_val_{val_counter:08d}.JPEG",
+                      lab, len(wnids), 1000 + i)
+    _classnames_txt(ctx)
+
+
+def _wnid_test_set(image_subdir: str, wnid_list: str, file_name: Callable[[int], str], readme: bool):
+    def write(ctx: _Ctx) -> None:
+        wnids = _spread(read_lines(wnid_list), ctx.n_classes or 6)
+        for lab, wnid in enumerate(wnids):
+            for i in range(ctx.n_per_class):
+                ctx.image(ctx.dataset_dir / image_subdir / wnid / file_name(i), lab, len(wnids), i)
+        if readme:
+            _write_lines(ctx.dataset_dir / image_subdir / "README.txt", ["class folders are wnids"])
+        _classnames_txt(ctx)
+    return write
+
+
+def _imagenetv2(ctx: _Ctx) -> None:
+    n = ctx.n_classes or 6
+    for lab in range(n):
+        for i in range(ctx.n_per_class):
+            name = f"{np.random.default_rng([ctx.seed, lab, i]).integers(1 << 62):016x}.jpeg"
+            ctx.image(ctx.dataset_dir / "imagenetv2-matched-frequency-format-val" / str(lab) / name, lab, n, i)
+    _classnames_txt(ctx)
+
+
+_WRITERS: dict[str, Callable[[_Ctx], None]] = {
+    "eurosat": _eurosat,
+    "caltech101": _caltech101,
+    "dtd": _dtd,
+    "food101": _food101,
+    "oxford_pets": _oxford_pets,
+    "stanford_cars": _stanford_cars,
+    "oxford_flowers": _oxford_flowers,
+    "fgvc_aircraft": _fgvc_aircraft,
+    "sun397": _sun397,
+    "ucf101": _ucf101,
+    "imagenet": _imagenet,
+    "imagenetv2": _imagenetv2,
+    "imagenet_sketch": _wnid_test_set("images", "imagenet_wnids.txt", lambda i: f"sketch_{i + 1}.JPEG", False),
+    "imagenet_a": _wnid_test_set("imagenet-a", "imagenet_a_wnids.txt", lambda i: f"0.{i:06d}.jpg", True),
+    "imagenet_r": _wnid_test_set("imagenet-r", "imagenet_r_wnids.txt", lambda i: f"art_{i + 1}.jpg", True),
+}
+
+
+def write_synthetic_dataset(name_or_stem: str, root: str | os.PathLike, *, n_classes: int | None = None,
+                            n_per_class: int = DEFAULT_PER_CLASS, image_size: tuple[int, int] = (32, 32),
+                            with_split_json: bool = True, seed: int = 0) -> Path:
+    """Write a tiny copy of a dataset's real layout under ``root``; returns the dataset folder.
+
+    ``n_classes`` defaults to a handful of real classes (all 10 for EuroSAT); ``n_per_class``
+    is the number of images per class over all splits (test-only datasets: per class folder).
+    ``with_split_json=False`` leaves the split to be generated by the loader. Datasets that
+    never use a split JSON (FGVCAircraft, the ImageNet family) ignore it.
+    """
+    cls = get_dataset_class(name_or_stem)
+    dataset_dir = Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / cls.FOLDER
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    stale_split = dataset_dir / f"split_zhou_{cls.NAME}.json"
+    if not with_split_json and stale_split.exists():  # a previous call's split must not survive
+        stale_split.unlink()
+    ctx = _Ctx(cls, dataset_dir, n_classes, n_per_class, tuple(image_size), with_split_json, seed,
+               random.Random(seed))
+    _WRITERS.get(cls.STEM, _generic)(ctx)
+    return dataset_dir
