@@ -1,0 +1,1 @@
+"""Small helpers shared by datasets and weights: downloads and safe archive extraction."""
