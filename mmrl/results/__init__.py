@@ -1,0 +1,1 @@
+"""Results: read runs, aggregate seeds, paper tables, plots, published reference numbers."""

@@ -1,0 +1,95 @@
+"""``mmrl table`` and ``mmrl plot``: the only functions here that print."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mmrl.errors import ConfigError
+from mmrl.sweep.plan import PROTOCOLS
+
+EPILOG = """\
+Values come from each run's record.json (complete runs only), or from the last
+"=> result" block of log.txt for run directories without a record (the authors' runs,
+including their CD layout under base2new/).  Missing seeds refuse the table unless
+--allow-partial, which marks those cells with a dagger.  `mmrl status` tells whether the
+runs on disk still match the current configs.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", default="output", help="results root (default: ./output)")
+    p.add_argument("--trainer", "--trainers", dest="trainers", nargs="+", metavar="T",
+                   help="default: the trainers found on disk")
+    p.add_argument("--datasets", nargs="+", metavar="STEM", help="default: the datasets found on disk "
+                                                                  "(cd/dg: the targets)")
+    p.add_argument("--source", default=None, help="cd/dg source dataset (default: imagenet)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="expected seeds (default: 1 2 3)")
+    p.add_argument("--shots", nargs="+", type=int, default=None, help="fs shots (default: those on disk)")
+
+
+def _report(args, protocol: str, *, allow_partial: bool, ci95: bool = False):
+    from mmrl.results.aggregate import build_report
+    from mmrl.sweep.discover import found_on_disk, select
+    from mmrl.sweep.plan import expand
+    if found_on_disk(args.output, protocol).empty and not args.datasets:
+        raise ConfigError(f"no {protocol} runs under {args.output}/; run `mmrl sweep --protocol {protocol} "
+                          f"--output {args.output}` first (or pass --output)")
+    sel = select(args.output, protocol, trainers=args.trainers, datasets=args.datasets, seeds=args.seeds,
+                 shots=args.shots, source=args.source)
+    jobs = expand(protocol, trainers=sel.trainers, datasets=sel.datasets, seeds=sel.seeds, shots=sel.shots,
+                  root="", output=args.output, source=sel.source)
+    return build_report(jobs, ci95=ci95, allow_partial=allow_partial, source=sel.source), sel
+
+
+def register_table(subparsers) -> None:
+    p = subparsers.add_parser("table", help="paper tables (markdown, LaTeX, CSV) from the runs on disk",
+                              description="Aggregate seeds into the paper's tables.", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    p.add_argument("--format", choices=("md", "latex", "csv"), default="md")
+    p.add_argument("--published", action="store_true", help="add the published numbers and our difference")
+    p.add_argument("--ci95", action="store_true", help="95%% confidence interval instead of the std")
+    p.add_argument("--per-seed", action="store_true", help="one extra column per seed")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="print cells with missing seeds (marked with a dagger) instead of refusing")
+    p.add_argument("--save", default=None, metavar="FILE", help="also write the table to FILE")
+    _add_common(p)
+    p.set_defaults(func=cmd_table)
+
+
+def cmd_table(args) -> int:
+    from mmrl.results.render import build_grid, to_csv, to_latex, to_markdown
+    report, sel = _report(args, args.protocol, allow_partial=args.allow_partial, ci95=args.ci95)
+    if args.format == "csv":
+        text = to_csv(report, published=args.published, per_seed=args.per_seed)
+    else:
+        grid = build_grid(report, published=args.published, per_seed=args.per_seed, source=sel.source)
+        text = to_markdown(grid) if args.format == "md" else to_latex(grid)
+    print(text, end="")
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(text)
+    return 0
+
+
+def register_plot(subparsers) -> None:
+    p = subparsers.add_parser("plot", help="PNG figures: few-shot curves (fs) or base/novel/HM bars (b2n)",
+                              description="Plot the runs on disk (cells with missing seeds are plotted "
+                                          "from the seeds that exist).")
+    p.add_argument("--protocol", required=True, choices=("fs", "b2n"))
+    p.add_argument("--out", required=True, help="folder for the PNG files")
+    _add_common(p)
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    from mmrl.results.plots import plot_b2n, plot_few_shot
+    report, _ = _report(args, args.protocol, allow_partial=True)
+    out = Path(args.out)
+    paths = plot_few_shot(report, out) if args.protocol == "fs" else plot_b2n(report, out)
+    for p in paths:
+        print(os.fspath(p))
+    if report.missing:
+        print(f"note: {len(report.missing)} run(s) missing; those points use the seeds that exist")
+    return 0

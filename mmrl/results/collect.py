@@ -1,0 +1,59 @@
+"""Read one accuracy per run: record.json first, else the last result block of log.txt.
+
+A run counts only when its record says complete.  Directories without a record (the
+authors' runs) fall back to log.txt; for cross-dataset runs the authors' layout
+(base2new/train_base and base2new/test_new with CFG vit_b16_cross_datasets) is tried when
+our cross_dataset/ directory does not exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmrl.engine.records import read_record
+from mmrl.results.logparse import last_result
+from mmrl.sweep.plan import Job
+
+_AUTHORS_CD = {"train": ("base2new", "train_base"), "test": ("base2new", "test_new")}
+
+
+@dataclass
+class Reading:
+    value: float | None
+    source: str        # "record" | "log" | why there is no value
+    path: str
+
+
+def authors_cd_dir(run_dir: str) -> Path | None:
+    """Where the authors' scripts put the same CD run (protocol.md §13.11)."""
+    parts = Path(run_dir).parts
+    for i in range(len(parts) - 1):
+        if parts[i] == "cross_dataset" and parts[i + 1] in _AUTHORS_CD:
+            return Path(*parts[:i], *_AUTHORS_CD[parts[i + 1]], *parts[i + 2:])
+    return None
+
+
+def _read_dir(run: Path) -> Reading | None:
+    rec = read_record(run)
+    if rec is not None:
+        if rec.get("status") != "complete":
+            return Reading(None, f"record.json says {rec.get('status')!r}", str(run))
+        acc = (rec.get("metrics") or {}).get("accuracy")
+        if acc is None:
+            return Reading(None, "record.json has no metrics.accuracy", str(run))
+        return Reading(float(acc), "record", str(run))
+    log = run / "log.txt"
+    if log.is_file():
+        v = last_result(log)
+        return Reading(v, "log" if v is not None else "log.txt has no '=> result' block", str(run))
+    return None
+
+
+def read_job(job: Job) -> Reading:
+    run = Path(job.run_dir)
+    got = _read_dir(run)
+    if got is None and job.protocol in ("cd", "dg"):
+        alt = authors_cd_dir(job.run_dir)
+        if alt is not None:
+            got = _read_dir(alt)
+    return got or Reading(None, "not run", str(run))

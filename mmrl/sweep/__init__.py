@@ -1,0 +1,1 @@
+"""Protocol sweeps: jobs, run state, locks, executors (local, GPU pool, SLURM, print)."""

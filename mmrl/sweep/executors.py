@@ -1,0 +1,123 @@
+"""In-process executors: ``local`` (one job after another) and ``gpus`` (a pool of GPUs).
+
+Both start every job through a runner (a subprocess by default), so a crashing job only
+fails itself.  An evaluation starts only after its training succeeded in this sweep (or was
+already complete); when the training failed the evaluation is reported as blocked.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Callable
+
+from mmrl.errors import RunError
+from mmrl.sweep.plan import Job
+from mmrl.sweep.runner import Outcome, Runner, run_job
+
+log = logging.getLogger("mmrl.sweep")
+
+Progress = Callable[[Outcome], None]
+
+
+def _blocked_by(job: Job, outcomes: dict[str, Outcome]) -> Outcome | None:
+    for dep in job.after:
+        o = outcomes.get(dep)
+        if o is not None and not o.ok:
+            why = "is running elsewhere" if o.action == "elsewhere" else f"did not complete ({o.action})"
+            return Outcome(job, "blocked", False, f"its training {dep} {why}")
+    return None
+
+
+def run_local(jobs: list[Job], runner: Runner, progress: Progress | None = None) -> list[Outcome]:
+    """One job after another, in the plan's order (trainings come before their evaluations)."""
+    outcomes: dict[str, Outcome] = {}
+    for job in jobs:
+        out = _blocked_by(job, outcomes) or run_job(job, runner)
+        outcomes[job.id] = out
+        if progress:
+            progress(out)
+    return [outcomes[j.id] for j in jobs]
+
+
+def detect_gpus(spec: str | None = None) -> list[str]:
+    """GPU ids from ``--gpus 0,1``, else CUDA_VISIBLE_DEVICES, else nvidia-smi, else torch."""
+    if spec:
+        return [s.strip() for s in str(spec).split(",") if s.strip()]
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env:
+        return [s.strip() for s in env.split(",") if s.strip()]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=30).stdout
+            ids = [s.strip() for s in out.splitlines() if s.strip().isdigit()]
+            if ids:
+                return ids
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        import torch
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        return []
+
+
+def _priorities(jobs: list[Job]) -> dict[str, float]:
+    """A training's priority includes the evaluations it unlocks, so long chains start first."""
+    prio = {j.id: j.cost for j in jobs}
+    for j in jobs:
+        for dep in j.after:
+            if dep in prio:
+                prio[dep] += j.cost
+    return prio
+
+
+def run_gpu_pool(jobs: list[Job], runner: Runner, gpus: list[str], progress: Progress | None = None) -> list[Outcome]:
+    """One job per free GPU (CUDA_VISIBLE_DEVICES=<id>), largest first, no batch barriers."""
+    if not gpus:
+        raise RunError("no GPU found for --executor gpus: pass --gpus 0,1,... (or set CUDA_VISIBLE_DEVICES), "
+                       "or use --executor local")
+    by_id = {j.id: j for j in jobs}
+    prio = _priorities(jobs)
+    pending = list(jobs)
+    outcomes: dict[str, Outcome] = {}
+    running: dict = {}
+    free = list(gpus)
+
+    def finish(out: Outcome) -> None:
+        outcomes[out.job.id] = out
+        if progress:
+            progress(out)
+
+    with ThreadPoolExecutor(max_workers=len(gpus)) as pool:
+        while pending or running:
+            ready = []
+            for job in list(pending):
+                blocked = _blocked_by(job, outcomes)
+                if blocked:
+                    pending.remove(job)
+                    finish(blocked)
+                elif all(d in outcomes for d in job.after if d in by_id):
+                    ready.append(job)
+            ready.sort(key=lambda j: -prio[j.id])
+            for job in ready[:len(free)]:
+                pending.remove(job)
+                gpu = free.pop(0)
+                log.info("GPU %s: %s", gpu, job.run_dir)
+                running[pool.submit(run_job, job, runner, {"CUDA_VISIBLE_DEVICES": gpu})] = (job, gpu)
+            if not running:
+                break  # nothing can start and nothing runs: only unsatisfiable jobs remain
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job, gpu = running.pop(fut)
+                free.append(gpu)
+                try:
+                    finish(fut.result())
+                except Exception as e:  # run_job guards the runner; this is a bug guard
+                    finish(Outcome(job, "failed", False, f"{type(e).__name__}: {e}"))
+    for job in pending:
+        finish(Outcome(job, "blocked", False, "its dependencies never became runnable"))
+    return [outcomes[j.id] for j in jobs]

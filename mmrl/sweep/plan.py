@@ -1,0 +1,257 @@
+"""Protocol -> jobs: the authors' run-directory scheme and train.py arguments (protocol.md §10.2).
+
+One job is one ``train.py`` invocation writing one run directory.  Layout (``<out>`` is the
+output root, ``<T>`` the trainer, ``<CFG>`` the trainer config stem):
+
+    B2N   train  <out>/base2new/train_base/<stem>/shots_16/<T>/<CFG>/seed<S>
+          eval   <out>/base2new/test_new/<stem>/shots_16/<T>/<CFG>/seed<S>   (--model-dir = train)
+    FS           <out>/few_shot/<stem>/shots_<K>/<T>/<CFG>/seed<S>
+    CD/DG train  <out>/cross_dataset/train/<source>/shots_16/<T>/<CFG>/seed<S>
+          eval   <out>/cross_dataset/test/<target>/shots_16/<T>/<CFG>/seed<S>
+
+Deviation from the authors: their CD runs reuse the base2new/train_base and test_new trees
+(told apart only by the CFG component, protocol.md §13.11); ours get their own
+cross_dataset/ tree so a B2N aggregation never picks them up.  DG (ImageNet -> V2, Sketch,
+A, R) shares the CD training.  A target equal to the source is not evaluated again (the
+training's end-of-training test is that number), so the demo dataset alone gives trainings only.
+
+Zero-shot CLIP has no training and no randomness, so it runs once (the first seed), eval-only,
+with CFG vit_b16 and ``shots_0``: B2N into test_base/ and test_new/, CD/DG into
+cross_dataset/test/ (the source included), FS into few_shot/<stem>/shots_0/.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmrl.config import TRAINER_NAMES, configs_dir
+from mmrl.errors import ConfigError
+from mmrl.sweep import catalog
+
+PROTOCOLS = ("b2n", "cd", "dg", "fs")
+TASKS = {"b2n": "B2N", "cd": "CD", "dg": "CD", "fs": "FS"}
+DEFAULT_TRAINERS = ("MMRL", "MMRLpp")
+DEFAULT_SEEDS = (1, 2, 3)
+DEFAULT_SHOTS = (1, 2, 4, 8, 16)
+ZS = "ZeroshotCLIP"
+
+# Epochs per CFG (protocol.md §2.3), only used to order jobs by cost.
+_EPOCHS = {"vit_b16": 10, "vit_b16_imagenet": 5, "vit_b16_few_shot": 50, "vit_b16_cross_datasets": 1}
+
+
+@dataclass(frozen=True)
+class Job:
+    protocol: str
+    trainer: str
+    dataset: str             # stem of the dataset this run reports on (the table row)
+    shots: int               # 0 for zero-shot CLIP
+    seed: int
+    cfg: str
+    role: str                # "train" (trains, then tests) or "eval" (--eval-only)
+    metric: str              # what its accuracy is in the tables: base | novel | accuracy
+    run_dir: str             # as passed to --output-dir
+    argv: tuple[str, ...]    # train.py arguments
+    after: tuple[str, ...] = ()   # run_dirs of the jobs that must complete first
+    model_dir: str | None = None
+    cost: float = 1.0        # rough relative cost (largest first on a GPU pool)
+
+    @property
+    def id(self) -> str:
+        return self.run_dir
+
+    @property
+    def label(self) -> str:
+        what = {"base": "base", "novel": "new", "accuracy": ""}[self.metric]
+        shots = f" {self.shots}-shot" if self.protocol == "fs" else ""
+        return " ".join(x for x in (self.trainer, self.dataset + shots, what, f"seed{self.seed}",
+                                    "train" if self.role == "train" else "eval") if x)
+
+
+def check_protocol(protocol: str) -> str:
+    p = protocol.lower()
+    if p not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)} "
+                          "(b2n = base-to-novel, cd = cross-dataset, dg = domain generalisation, fs = few-shot)")
+    return p
+
+
+def cfg_for(protocol: str, trainer: str, stem: str) -> str:
+    """The trainer config stem (protocol.md §2.5; the demo dataset has its own)."""
+    if stem == catalog.DEMO:
+        return "demo"
+    if trainer == ZS:
+        return "vit_b16"
+    if protocol in ("cd", "dg"):
+        return "vit_b16_cross_datasets"
+    if stem == "imagenet":
+        return "vit_b16_imagenet"
+    return "vit_b16" if protocol == "b2n" else "vit_b16_few_shot"
+
+
+def _shown(path: Path) -> str:
+    """A config path as the authors write it (relative to the repo root) when we run from there."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def trainer_config_file(trainer: str, cfg: str) -> str:
+    path = configs_dir() / "trainers" / trainer / f"{cfg}.yaml"
+    if trainer == ZS and not path.is_file():
+        # Like CoOp's zero-shot runs: borrow the method's file for input size, stats and batch size.
+        path = configs_dir() / "trainers" / "MMRL" / f"{cfg}.yaml"
+    return _shown(path)
+
+
+def run_dir(output: str, *parts: str) -> str:
+    return os.path.join(output, *parts)
+
+
+def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
+          model_dir: str | None, eval_only: bool, opts: list[str]) -> tuple[str, ...]:
+    argv = ["--root", root, "--seed", str(seed), "--trainer", trainer,
+            "--dataset-config-file", _shown(catalog.dataset_yaml(stem)),
+            "--config-file", trainer_config_file(trainer, cfg), "--output-dir", out_dir]
+    if model_dir:
+        argv += ["--model-dir", model_dir]
+    if eval_only:
+        argv += ["--eval-only"]
+    return tuple(argv + opts)
+
+
+def _cost(stem: str, cfg: str, shots: int, train: bool, trainer: str) -> float:
+    classes, test = catalog.sizes(stem)
+    if not train:
+        return float(test)
+    epochs = _EPOCHS.get(cfg, 1) * (2 if trainer == "MMRLpp" and cfg == "vit_b16_few_shot" else 1)
+    return 3.0 * classes * shots * epochs + test  # forward+backward ~ 3 test forwards
+
+
+@dataclass
+class _Builder:
+    protocol: str
+    root: str
+    output: str
+    extra: list[str] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+
+    def add(self, *, trainer: str, stem: str, shots: int, seed: int, cfg: str, role: str, metric: str,
+            out_dir: str, opts: list[str], model_dir: str | None = None, eval_only: bool = False) -> Job:
+        job = Job(protocol=self.protocol, trainer=trainer, dataset=stem, shots=shots, seed=seed, cfg=cfg,
+                  role=role, metric=metric, run_dir=out_dir,
+                  argv=_argv(self.root, seed, trainer, stem, cfg, out_dir, model_dir, eval_only,
+                             opts + self.extra),
+                  after=(model_dir,) if model_dir else (), model_dir=model_dir,
+                  cost=_cost(stem, cfg, shots, role == "train" and not eval_only, trainer))
+        self.jobs.append(job)
+        return job
+
+
+def expand(protocol: str, *, trainers=DEFAULT_TRAINERS, datasets=None, seeds=DEFAULT_SEEDS,
+           shots=DEFAULT_SHOTS, root: str = "", output: str = "output", extra_opts=(),
+           source: str = catalog.CD_SOURCE) -> list[Job]:
+    """All jobs of a protocol, each training before the evaluations that load its checkpoint.
+
+    ``datasets`` are the B2N/FS datasets, or the CD/DG targets (the source trains once per seed).
+    ``extra_opts`` (KEY VALUE ...) go after the protocol's own opts, so they win.
+    """
+    protocol = check_protocol(protocol)
+    for t in trainers:
+        if t not in TRAINER_NAMES:
+            raise ConfigError(f"unknown trainer {t!r}; choose from {', '.join(TRAINER_NAMES)}")
+    if len(extra_opts) % 2:
+        raise ConfigError(f"--opts must be KEY VALUE pairs; got an odd list: {list(extra_opts)}")
+    if datasets is None:
+        datasets = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS,
+                    "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}[protocol]
+    seeds = [int(s) for s in seeds]
+    b = _Builder(protocol, root, output, list(extra_opts))
+    task = TASKS[protocol]
+    for trainer in trainers:
+        if trainer == ZS:
+            _zero_shot(b, list(datasets), seeds[:1], task, source)
+        elif protocol == "b2n":
+            _b2n(b, trainer, list(datasets), seeds)
+        elif protocol == "fs":
+            _fs(b, trainer, list(datasets), seeds, [int(k) for k in shots])
+        else:
+            _cd(b, trainer, list(datasets), seeds, source)
+    return b.jobs
+
+
+def _b2n(b: _Builder, trainer: str, datasets: list[str], seeds: list[int]) -> None:
+    for stem in datasets:
+        cfg = cfg_for("b2n", trainer, stem)
+        for seed in seeds:
+            tail = [stem, "shots_16", trainer, cfg, f"seed{seed}"]
+            train_dir = run_dir(b.output, "base2new", "train_base", *tail)
+            b.add(trainer=trainer, stem=stem, shots=16, seed=seed, cfg=cfg, role="train", metric="base",
+                  out_dir=train_dir,
+                  opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N"])
+            b.add(trainer=trainer, stem=stem, shots=16, seed=seed, cfg=cfg, role="eval", metric="novel",
+                  out_dir=run_dir(b.output, "base2new", "test_new", *tail), model_dir=train_dir, eval_only=True,
+                  opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", "TASK", "B2N"])
+
+
+def _fs(b: _Builder, trainer: str, datasets: list[str], seeds: list[int], shots: list[int]) -> None:
+    for stem in datasets:
+        cfg = cfg_for("fs", trainer, stem)
+        for k in shots:  # the authors' order: shots outer, seeds inner
+            for seed in seeds:
+                b.add(trainer=trainer, stem=stem, shots=k, seed=seed, cfg=cfg, role="train", metric="accuracy",
+                      out_dir=run_dir(b.output, "few_shot", stem, f"shots_{k}", trainer, cfg, f"seed{seed}"),
+                      opts=["DATASET.NUM_SHOTS", str(k), "TASK", "FS"])
+
+
+def _cd(b: _Builder, trainer: str, targets: list[str], seeds: list[int], source: str) -> None:
+    cfg = cfg_for(b.protocol, trainer, source)
+    # MMRL's scripts pin lambda 0.2 and (at test time) REP_DIM 512 on the command line, so the
+    # per-dataset overrides cannot change the ImageNet checkpoint's shapes; MMRL++'s pass neither.
+    pin = ["TRAINER.MMRL.REG_WEIGHT", "0.2"] if trainer == "MMRL" else []
+    pin_test = pin + (["TRAINER.MMRL.REP_DIM", "512"] if trainer == "MMRL" else [])
+    for seed in seeds:
+        train_dir = run_dir(b.output, "cross_dataset", "train", source, "shots_16", trainer, cfg, f"seed{seed}")
+        b.add(trainer=trainer, stem=source, shots=16, seed=seed, cfg=cfg, role="train", metric="accuracy",
+              out_dir=train_dir, opts=["DATASET.NUM_SHOTS", "16", *pin, "TASK", "CD"])
+        for target in targets:
+            if target == source:  # the training's own end-of-training test already is this result
+                continue
+            b.add(trainer=trainer, stem=target, shots=16, seed=seed, cfg=cfg, role="eval", metric="accuracy",
+                  out_dir=run_dir(b.output, "cross_dataset", "test", target, "shots_16", trainer, cfg, f"seed{seed}"),
+                  model_dir=train_dir, eval_only=True,
+                  opts=["DATASET.NUM_SHOTS", "16", *pin_test, "TASK", "CD"])
+
+
+def _zero_shot(b: _Builder, datasets: list[str], seeds: list[int], task: str, source: str) -> None:
+    rows: list[tuple[str, str, list[str]]] = []  # (stem, metric, path prefix)
+    if b.protocol == "b2n":
+        for stem in datasets:
+            rows.append((stem, "base", ["base2new", "test_base", stem]))
+            rows.append((stem, "novel", ["base2new", "test_new", stem]))
+    elif b.protocol == "fs":
+        rows = [(stem, "accuracy", ["few_shot", stem]) for stem in datasets]
+    else:
+        stems = [source] + [t for t in datasets if t != source]
+        rows = [(stem, "accuracy", ["cross_dataset", "test", stem]) for stem in stems]
+    for stem, metric, prefix in rows:
+        cfg = cfg_for(b.protocol, ZS, stem)
+        opts = (["DATASET.SUBSAMPLE_CLASSES", metric if metric == "base" else "new"] if b.protocol == "b2n" else [])
+        for seed in seeds:
+            b.add(trainer=ZS, stem=stem, shots=0, seed=seed, cfg=cfg, role="eval", metric=metric,
+                  out_dir=run_dir(b.output, *prefix, "shots_0", ZS, cfg, f"seed{seed}"), eval_only=True,
+                  opts=opts + ["TASK", task])
+
+
+def chains(jobs: list[Job]) -> list[list[Job]]:
+    """Group jobs into chains: a training followed by the evaluations that need it.
+
+    Used where dependencies cannot be expressed (a SLURM array task, a line of a script).
+    """
+    by_id = {j.id: j for j in jobs}
+    out: dict[str, list[Job]] = {}
+    for j in jobs:
+        root = j.after[0] if j.after and j.after[0] in by_id else j.id
+        out.setdefault(root, []).append(j)
+    return list(out.values())

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Few-shot classification (all classes) for MMRL and MMRL++, 1 2 4 8 16 shots,
+# seeds 1 2 3, then the table.  A thin wrapper over `mmrl sweep` / `mmrl table`.
+#
+#   DATA=/path/to/datasets bash scripts/few_shot.sh
+#
+# Environment (all optional):
+#   DATA      dataset root (unset: the embedded demo dataset runs instead)
+#   OUTPUT    results root (default: output)
+#   TRAINERS  e.g. "MMRL MMRLpp ZeroshotCLIP" (default: MMRL MMRLpp)
+#   DATASETS  dataset stems, e.g. "eurosat dtd" (default: the 11 datasets)
+#   SEEDS     default "1 2 3";  SHOTS  default "1 2 4 8 16"
+#   EXECUTOR  local | gpus | slurm | print (default: local);  GPUS  e.g. 0,1,2,3 for gpus
+#             (slurm submits and returns unless --wait is passed; print writes an sbatch script)
+#   OPTS      extra config opts for every run, "KEY VALUE ..."
+#   PYTHON    the interpreter (default: python)
+# Further arguments go to `mmrl sweep` (see `python -m mmrl sweep --help`).
+set -uo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"   # works without installing the package
+PY="${PYTHON:-python}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+sel=(--output "${OUTPUT:-output}")
+[ -n "${TRAINERS:-}" ] && sel+=(--trainer $TRAINERS)
+[ -n "${DATASETS:-}" ] && sel+=(--datasets $DATASETS)
+[ -n "${SEEDS:-}" ] && sel+=(--seeds $SEEDS)
+[ -n "${SHOTS:-}" ] && sel+=(--shots $SHOTS)
+run=(--executor "${EXECUTOR:-local}")
+[ -n "${GPUS:-}" ] && run+=(--gpus "$GPUS")
+[ -n "${OPTS:-}" ] && run+=(--opts $OPTS)
+
+"$PY" -m mmrl sweep --protocol fs "${sel[@]}" "${run[@]}" "$@"
+status=$?
+case "${EXECUTOR:-local}" in
+    print) exit $status ;;
+    slurm) if [[ " $* " != *" --wait "* ]]; then
+               echo "jobs submitted; when they are done: $PY -m mmrl table --protocol fs ${sel[*]} (or pass --wait)"
+               exit $status
+           fi ;;
+esac
+echo
+"$PY" -m mmrl table --protocol fs "${sel[@]}" --allow-partial
+table_status=$?
+[ $status -eq 0 ] && status=$table_status
+exit $status

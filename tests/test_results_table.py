@@ -1,0 +1,157 @@
+"""Tables from hand-made records: HM rules, spreads, missing seeds, flags, formats, published numbers."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import pytest
+
+from mmrl.engine.records import write_record
+from mmrl.results.aggregate import AVERAGE, IncompleteResults, build_report, hm
+from mmrl.results.render import build_grid, to_csv, to_latex, to_markdown
+from mmrl.sweep.plan import expand
+
+# (dataset, seed) -> (base, novel); chosen so that mean-of-HMs != HM-of-means
+B2N = {
+    ("eurosat", 1): (90.0, 60.0), ("eurosat", 2): (92.0, 70.0), ("eurosat", 3): (94.0, 80.0),
+    ("dtd", 1): (80.0, 50.0), ("dtd", 2): (81.0, 52.0), ("dtd", 3): (82.0, 57.0),
+}
+
+
+def put(run_dir, acc, status="complete"):
+    write_record(run_dir, {"schema": 1, "status": status, "config_hash": "x",
+                           "metrics": {"accuracy": acc} if status == "complete" else {}})
+
+
+def b2n_jobs(out, trainers=("MMRL",), seeds=(1, 2, 3)):
+    return expand("b2n", trainers=list(trainers), datasets=["eurosat", "dtd"], seeds=list(seeds), root="", output=out)
+
+
+@pytest.fixture
+def b2n_out(tmp_path):
+    out = str(tmp_path / "output")
+    for job in b2n_jobs(out):
+        base, novel = B2N[(job.dataset, job.seed)]
+        put(job.run_dir, base if job.metric == "base" else novel)
+    return out
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_b2n_hm_rules_and_population_std(b2n_out):
+    rep = build_report(b2n_jobs(b2n_out))
+    e = rep.entry("MMRL", "eurosat", None)
+    assert e.value("base") == pytest.approx(92.0)
+    assert e.spread_of("base") == pytest.approx(math.sqrt(8 / 3))  # ddof 0
+    assert e.hm == pytest.approx(hm(92.0, 70.0))  # HM of the seed means
+    per_seed_hm = mean([hm(*B2N[("eurosat", s)]) for s in (1, 2, 3)])
+    assert e.hm != pytest.approx(per_seed_hm)
+    avg = rep.entry("MMRL", AVERAGE, None)
+    b, n = mean([92.0, 81.0]), mean([70.0, mean([50.0, 52.0, 57.0])])
+    assert (avg.value("base"), avg.value("novel")) == (pytest.approx(b), pytest.approx(n))
+    assert avg.hm == pytest.approx(hm(b, n))  # HM of the averages ...
+    assert avg.hm != pytest.approx(mean([e.hm, rep.entry("MMRL", "dtd", None).hm]))  # ... not the mean of HMs
+    ci = build_report(b2n_jobs(b2n_out), ci95=True).entry("MMRL", "eurosat", None)
+    assert ci.spread_of("base") == pytest.approx(1.96 * math.sqrt(8 / 3) / math.sqrt(3))
+
+
+def test_markdown_latex_and_footer_state_the_rules(b2n_out):
+    grid = build_grid(build_report(b2n_jobs(b2n_out)))
+    md = to_markdown(grid)
+    assert "| EuroSAT" in md and "92.00 ± 1.63" in md and "**Average**" in md
+    assert "harmonic mean of its seed-mean Base and Novel" in md and "HM = harmonic mean of those two averages" in md
+    tex = to_latex(grid)
+    assert "\\begin{tabular}{lccc}" in tex and "92.00 $\\pm$ 1.63" in tex
+    assert "\\multicolumn{3}{c}{MMRL}" in tex and tex.index("\\midrule\nAverage") > 0
+
+
+def test_missing_seeds_are_refused_unless_partial_which_marks_them(b2n_out):
+    jobs = b2n_jobs(b2n_out)
+    gone = next(j for j in jobs if j.dataset == "dtd" and j.seed == 3 and j.metric == "novel")
+    put(gone.run_dir, None, status="failed")  # a failed run does not count
+    with pytest.raises(IncompleteResults, match="--allow-partial") as err:
+        build_report(jobs)
+    assert gone.run_dir in str(err.value) and "'failed'" in str(err.value)
+    rep = build_report(jobs, allow_partial=True)
+    e = rep.entry("MMRL", "dtd", None)
+    assert e.partial and e.metrics["novel"].n == 2 and e.value("novel") == pytest.approx(51.0)
+    assert rep.entry("MMRL", AVERAGE, None).partial
+    md = to_markdown(build_grid(rep))
+    assert "51.00 ± 1.00†" in md and "† partial" in md and gone.run_dir in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(rep))))
+    assert [r["partial"] for r in rows] == ["0", "1", "1"]
+
+
+def test_csv_is_long_form_with_std_and_n_seeds(b2n_out):
+    text = to_csv(build_report(b2n_jobs(b2n_out)))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["trainer", "dataset", "base", "novel", "hm", "base_std", "novel_std", "n_seeds", "partial",
+                       "flagged"]
+    assert [r[:2] for r in rows[1:]] == [["MMRL", "EuroSAT"], ["MMRL", "DescribableTextures"], ["MMRL", "Average"]]
+    assert float(rows[1][2]) == 92.0 and rows[1][7] == "3"
+    seeds = list(csv.DictReader(io.StringIO(to_csv(build_report(b2n_jobs(b2n_out), ci95=True), per_seed=True))))
+    assert seeds[0]["base_seed2"] == "92" and "base_ci95" in seeds[0]
+
+
+def test_low_seeds_and_seeds_below_zero_shot_are_flagged(tmp_path):
+    out = str(tmp_path / "o")
+    for job in expand("fs", trainers=["MMRL", "ZeroshotCLIP"], datasets=["dtd"], seeds=[1, 2, 3], shots=[4],
+                      root="", output=out):
+        put(job.run_dir, {0: 45.0, 1: 70.0, 2: 71.0, 3: 40.0}[job.seed if job.shots else 0])
+    rep = build_report(expand("fs", trainers=["MMRL", "ZeroshotCLIP"], datasets=["dtd"], seeds=[1, 2, 3],
+                              shots=[4], root="", output=out))
+    flags = [why for _, _, why in rep.entry("MMRL", "dtd", 4).flags]
+    assert any("seed 3 = 40.00: more than 5 points below" in f for f in flags)
+    assert any("seed 3 = 40.00: below zero-shot CLIP (45.00)" in f for f in flags)
+    md = to_markdown(build_grid(rep))
+    assert "‡" in md and "*4 shots*" in md and "ZeroshotCLIP (0-shot)" in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(rep))))
+    assert rows[0].keys() >= {"trainer", "dataset", "shots", "accuracy", "std", "n_seeds"}
+    assert [(r["trainer"], r["shots"]) for r in rows] == [("MMRL", "4"), ("MMRL", "4"), ("ZeroshotCLIP", "0"),
+                                                          ("ZeroshotCLIP", "0")]
+
+
+def test_authors_run_dirs_are_read_from_log_txt_including_their_cd_layout(tmp_path):
+    out = tmp_path / "output"
+    cfg = "vit_b16_cross_datasets"
+    for split, stem, acc in (("train_base", "imagenet", "72.1"), ("test_new", "dtd", "45.5")):
+        d = out / "base2new" / split / stem / "shots_16" / "MMRL" / cfg / "seed1"
+        d.mkdir(parents=True)
+        (d / "log.txt").write_text(f"=> result\n* accuracy: 10.0%\n=> result\n* accuracy: {acc}%\n* error: 1%\n")
+    rep = build_report(expand("cd", trainers=["MMRL"], datasets=["dtd"], seeds=[1], root="", output=str(out)))
+    assert rep.entry("MMRL", "imagenet", None).value("accuracy") == 72.1  # the last result block wins
+    assert rep.entry("MMRL", AVERAGE, None).value("accuracy") == 45.5  # the source is not in the Average
+    assert rep.log_sourced and "rounds to 0.1" in to_markdown(build_grid(rep))
+
+
+def test_published_numbers_beside_ours(b2n_out):
+    rep = build_report(b2n_jobs(b2n_out))
+    md = to_markdown(build_grid(rep, published=True))
+    assert "MMRL Base pub." in md and "95.60" in md and "-3.60" in md  # EuroSAT base: 92.00 - 95.60
+    assert "secondary sources" in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(rep, published=True))))
+    assert rows[0]["published_hm"] == "87.21" and rows[1]["published_base"] == ""  # blank where unknown
+
+
+def _cli(argv):
+    from mmrl.cli import main
+    return main(argv)
+
+
+def test_cli_table_exit_codes_and_formats(b2n_out, capsys, tmp_path):
+    assert _cli(["table", "--protocol", "b2n", "--output", b2n_out, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("trainer,dataset,base,novel,hm")
+    assert _cli(["table", "--protocol", "b2n", "--output", b2n_out, "--seeds", "1", "2", "3", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "seed4" in err and "--allow-partial" in err
+    save = tmp_path / "t.tex"
+    assert _cli(["table", "--protocol", "b2n", "--output", b2n_out, "--seeds", "1", "2", "3", "4",
+                 "--allow-partial", "--format", "latex", "--save", str(save)]) == 0
+    assert "$^\\dagger$" in save.read_text()
+    assert _cli(["table", "--protocol", "fs", "--output", b2n_out]) == 2
+    assert "no fs runs" in capsys.readouterr().err
+    assert Path(b2n_out).is_dir()
