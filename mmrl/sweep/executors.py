@@ -15,7 +15,7 @@ from typing import Callable
 
 from mmrl.errors import RunError
 from mmrl.sweep.plan import Job
-from mmrl.sweep.runner import Outcome, Runner, run_job
+from mmrl.sweep.runner import Outcome, Runner, run_job, run_jobs_together, shares_test_pass
 
 log = logging.getLogger("mmrl.sweep")
 
@@ -31,15 +31,58 @@ def _blocked_by(job: Job, outcomes: dict[str, Outcome]) -> Outcome | None:
     return None
 
 
-def run_local(jobs: list[Job], runner: Runner, progress: Progress | None = None) -> list[Outcome]:
-    """One job after another, in the plan's order (trainings come before their evaluations)."""
-    outcomes: dict[str, Outcome] = {}
+def order_for_shared_evals(jobs: list[Job]) -> list[Job]:
+    """Keep the plan's order, but hold each evaluation back until every training of its cell
+    has come, so the cell's seeds can be evaluated in one shared pass."""
+    ids = {j.id for j in jobs}
+    waiting: list[Job] = []
+    emitted: set[str] = set()
+    out: list[Job] = []
+
+    def flush() -> None:
+        for ev in list(waiting):
+            cell = [j for j in jobs if shares_test_pass(ev, j)]
+            if all(d in emitted or d not in ids for j in cell for d in j.after):
+                waiting.remove(ev)
+                out.append(ev)
+                emitted.add(ev.id)
+
     for job in jobs:
-        out = _blocked_by(job, outcomes) or run_job(job, runner)
-        outcomes[job.id] = out
+        if job.role == "eval" and job.model_dir is not None:
+            waiting.append(job)
+        else:
+            out.append(job)
+            emitted.add(job.id)
+        flush()
+    out.extend(waiting)
+    return out
+
+
+def run_local(jobs: list[Job], runner: Runner, progress: Progress | None = None) -> list[Outcome]:
+    """One job after another, in the plan's order (trainings come before their evaluations);
+    evaluations of one cell's seeds share one pass over the test images."""
+    original = jobs
+    jobs = order_for_shared_evals(jobs)
+    outcomes: dict[str, Outcome] = {}
+
+    def record(out: Outcome) -> None:
+        outcomes[out.job.id] = out
         if progress:
             progress(out)
-    return [outcomes[j.id] for j in jobs]
+
+    for i, job in enumerate(jobs):
+        if job.id in outcomes:
+            continue
+        blocked = _blocked_by(job, outcomes)
+        if blocked:
+            record(blocked)
+            continue
+        # the other seeds' evaluations of this cell, once their trainings are done, share one pass
+        group = [job] + [j for j in jobs[i + 1:] if j.id not in outcomes and shares_test_pass(job, j)
+                         and all(d in outcomes for d in j.after) and not _blocked_by(j, outcomes)]
+        for out in (run_jobs_together(group, runner) if len(group) > 1 else [run_job(job, runner)]):
+            record(out)
+    return [outcomes[j.id] for j in original]
 
 
 def detect_gpus(spec: str | None = None) -> list[str]:

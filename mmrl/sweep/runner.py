@@ -6,6 +6,7 @@ a subprocess (a crash cannot take the sweep down); tests inject quick fake runne
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -84,40 +85,118 @@ def _verdict(job: Job, rc: int) -> tuple[bool, str]:
     return True, ""
 
 
-def run_job(job: Job, runner: Runner, env: dict | None = None, want_hash: str | None = None) -> Outcome:
-    """Run ``job`` unless it is complete, locked elsewhere, or its training is not complete."""
+@dataclass
+class _Prepared:
+    job: Job
+    lock: RunLock
+    action: str                 # run | resume | rerun
+    detail: str
+    moved: Path | None
+
+
+def _prepare(job: Job, want_hash: str | None) -> _Prepared | Outcome:
+    """Lock the run and decide what to do; an Outcome when there is nothing to run."""
     lock = RunLock(job.run_dir)
     if not lock.acquire():
         return Outcome(job, "elsewhere", False, "running elsewhere (its lock is held); skipped")
-    try:
-        if job.model_dir:
-            train = read_record(job.model_dir)
-            if not train or train.get("status") != "complete":
-                return Outcome(job, "blocked", False, f"needs its training {job.model_dir}, which is not complete")
+    done: Outcome | None = None
+    if job.model_dir:
+        train = read_record(job.model_dir)
+        if not train or train.get("status") != "complete":
+            done = Outcome(job, "blocked", False, f"needs its training {job.model_dir}, which is not complete")
+    if done is None:
         try:
             st = inspect(job, want_hash, probe_lock=False)
         except MMRLError as e:
-            return Outcome(job, "failed", False, f"cannot resolve its config: {e}")
-        if st.action == "skip":
-            return Outcome(job, "skipped", True, "complete")
-        if st.action == "elsewhere":
-            return Outcome(job, "elsewhere", False, st.detail)
-        moved = None
-        if st.action == "rerun":
-            moved = move_aside(job.run_dir, st.detail)
-        elif st.action == "resume":
-            log.info("resuming %s (%s)", job.run_dir, st.detail)
-        console = Path(job.run_dir) / CONSOLE
+            done = Outcome(job, "failed", False, f"cannot resolve its config: {e}")
+        else:
+            if st.action == "skip":
+                done = Outcome(job, "skipped", True, "complete")
+            elif st.action == "elsewhere":
+                done = Outcome(job, "elsewhere", False, st.detail)
+    if done is not None:
+        lock.release()
+        return done
+    moved = None
+    if st.action == "rerun":
+        moved = move_aside(job.run_dir, st.detail)
+    elif st.action == "resume":
+        log.info("resuming %s (%s)", job.run_dir, st.detail)
+    return _Prepared(job, lock, st.action, st.detail, moved)
+
+
+def _conclude(prep: _Prepared, rc: int | None, error: str, console: Path, seconds: float) -> Outcome:
+    job = prep.job
+    if rc is None:
+        ok, why, rc = False, error, -1
+    else:
+        ok, why = _verdict(job, rc)
+    action = {"run": "ran", "resume": "resumed", "rerun": "reran"}[prep.action]
+    lines = [] if ok else (tail(console, TAIL_LINES) or tail(Path(job.run_dir) / "log.txt", TAIL_LINES))
+    return Outcome(job, action if ok else "failed", ok, why if not ok else (prep.detail if prep.moved else ""),
+                   rc, lines, str(prep.moved) if prep.moved else None, seconds)
+
+
+def run_job(job: Job, runner: Runner, env: dict | None = None, want_hash: str | None = None) -> Outcome:
+    """Run ``job`` unless it is complete, locked elsewhere, or its training is not complete."""
+    prep = _prepare(job, want_hash)
+    if isinstance(prep, Outcome):
+        return prep
+    console = Path(job.run_dir) / CONSOLE
+    t0 = time.time()
+    try:
+        try:
+            rc, err = int(runner(job, dict(env or {}), console)), ""
+        except Exception as e:  # a broken runner must not abort the sweep either
+            rc, err = None, f"could not start: {type(e).__name__}: {e}"
+        return _conclude(prep, rc, err, console, time.time() - t0)
+    finally:
+        prep.lock.release()
+
+
+def shares_test_pass(a: Job, b: Job) -> bool:
+    """Evaluations of the same split by checkpoints of one cell (e.g. its seeds)."""
+    return (a.role == b.role == "eval" and a.model_dir is not None and b.model_dir is not None
+            and (a.protocol, a.trainer, a.dataset, a.cfg, a.shots, a.metric)
+            == (b.protocol, b.trainer, b.dataset, b.cfg, b.shots, b.metric))
+
+
+def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) -> list[Outcome]:
+    """Several evaluations in ONE engine process (`mmrl eval-many`): one shared pass over the
+    test images and the layers below J.  Each run still gets its own log, record and lock.
+    Runners other than the default command run the jobs one by one."""
+    if len(jobs) < 2 or not isinstance(runner, CommandRunner) or runner.prefix != default_command():
+        return [run_job(j, runner, env) for j in jobs]
+    prepared, outcomes = [], {}
+    for job in jobs:
+        prep = _prepare(job, None)
+        if isinstance(prep, Outcome):
+            outcomes[job.id] = prep
+        else:
+            prepared.append(prep)
+    if prepared:
+        first = Path(prepared[0].job.run_dir)
+        spec = first / ".eval-many.json"
+        spec.write_text(json.dumps([list(p.job.argv) for p in prepared]))
+        cmd = [*runner.prefix[:-1], "eval-many", str(spec)]
+        consoles = [Path(p.job.run_dir) / CONSOLE for p in prepared]
         t0 = time.time()
         try:
-            rc = int(runner(job, dict(env or {}), console))
-        except Exception as e:  # a broken runner must not abort the sweep either
-            rc, ok, why = -1, False, f"could not start: {type(e).__name__}: {e}"
-        else:
-            ok, why = _verdict(job, rc)
-        action = {"run": "ran", "resume": "resumed", "rerun": "reran"}[st.action]
-        lines = [] if ok else (tail(console, TAIL_LINES) or tail(Path(job.run_dir) / "log.txt", TAIL_LINES))
-        return Outcome(job, action if ok else "failed", ok, why if not ok else (st.detail if moved else ""),
-                       rc, lines, str(moved) if moved else None, time.time() - t0)
-    finally:
-        lock.release()
+            with open(consoles[0], "a") as out:
+                out.write(f"$ {shlex.join(cmd)}\n")
+                out.flush()
+                subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                               cwd=runner.cwd, env={**os.environ, **(env or {})})
+            for c in consoles[1:]:
+                c.parent.mkdir(parents=True, exist_ok=True)
+                with open(c, "a") as f:
+                    f.write(f"(evaluated in a shared pass; console output in {consoles[0]})\n")
+            for p, c in zip(prepared, consoles):
+                rec = read_record(p.job.run_dir) or {}
+                rc = 0 if rec.get("status") == "complete" else 1
+                outcomes[p.job.id] = _conclude(p, rc, "", consoles[0], (time.time() - t0) / len(prepared))
+        finally:
+            spec.unlink(missing_ok=True)
+            for p in prepared:
+                p.lock.release()
+    return [outcomes[j.id] for j in jobs]
