@@ -3,7 +3,6 @@ import http.server
 import pickle
 import threading
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import torch
 from mmrl.clip import backbone
 from mmrl.engine import checkpoint as ckpt
 from mmrl.errors import CheckpointError, WeightsError
-from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
+from mmrl.models.mmrl import ArchSpec, MultiModalRepresentationLearner
 from mmrl.models.prompts import Prompts
 from mmrl.utils.download import sha256_file
 

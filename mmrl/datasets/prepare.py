@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmrl.datasets.manifest import DatasetManifest, Source, get_manifest
+from mmrl.data.fileio import atomic_path
 from mmrl.errors import DatasetError
 from mmrl.utils.download import DownloadError, download_gdrive, download_url
 from mmrl.utils.extract import extract_archive, merge_move
@@ -154,15 +155,8 @@ def _place(ctx: _Ctx, files: dict[str, Path]) -> None:
 
 
 def _atomic_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _visible(paths: Iterable[Path]) -> list[Path]:

@@ -13,12 +13,12 @@ import io
 import logging
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mmrl.data.fileio import atomic_path
 from mmrl.errors import CheckpointError
 
 log = logging.getLogger("mmrl.engine")
@@ -32,16 +32,8 @@ def model_folder(run_dir: str | os.PathLike) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(run_dir: str | os.PathLike, *, state_dict: dict, epoch: int, arch: dict,
