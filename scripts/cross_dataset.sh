@@ -11,7 +11,7 @@
 # Environment (all optional):
 #   DATA      dataset root (unset: the embedded demo dataset runs instead)
 #   OUTPUT    results root (default: output)
-#   TRAINERS  e.g. "MMRL MMRLpp ZeroshotCLIP" (default: MMRL MMRLpp)
+#   TRAINERS  e.g. "MMRL MMRLpp ZeroshotCLIP" (default: MMRL MMRLpp ZeroshotCLIP)
 #   DATASETS  cd target stems (default: the 10 datasets besides ImageNet)
 #   DG_DATASETS  dg target stems (default: imagenetv2 imagenet_sketch imagenet_a imagenet_r)
 #   SEEDS     default "1 2 3"
@@ -27,7 +27,7 @@ PY="${PYTHON:-python}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 sel=(--output "${OUTPUT:-output}")
-[ -n "${TRAINERS:-}" ] && sel+=(--trainer $TRAINERS)
+sel+=(--trainer ${TRAINERS:-MMRL MMRLpp ZeroshotCLIP})
 [ -n "${SEEDS:-}" ] && sel+=(--seeds $SEEDS)
 cd_sel=()
 [ -n "${DATASETS:-}" ] && cd_sel+=(--datasets $DATASETS)

@@ -7,7 +7,7 @@
 # Environment (all optional):
 #   DATA      dataset root (unset: the embedded demo dataset runs instead)
 #   OUTPUT    results root (default: output)
-#   TRAINERS  e.g. "MMRL MMRLpp ZeroshotCLIP" (default: MMRL MMRLpp)
+#   TRAINERS  e.g. "MMRL MMRLpp ZeroshotCLIP" (default: MMRL MMRLpp ZeroshotCLIP)
 #   DATASETS  dataset stems, e.g. "eurosat dtd" (default: the 11 datasets)
 #   SEEDS     default "1 2 3";  SHOTS  default "1 2 4 8 16"
 #   EXECUTOR  local | gpus | slurm | print (default: local);  GPUS  e.g. 0,1,2,3 for gpus
@@ -22,7 +22,7 @@ PY="${PYTHON:-python}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 sel=(--output "${OUTPUT:-output}")
-[ -n "${TRAINERS:-}" ] && sel+=(--trainer $TRAINERS)
+sel+=(--trainer ${TRAINERS:-MMRL MMRLpp ZeroshotCLIP})
 [ -n "${DATASETS:-}" ] && sel+=(--datasets $DATASETS)
 [ -n "${SEEDS:-}" ] && sel+=(--seeds $SEEDS)
 [ -n "${SHOTS:-}" ] && sel+=(--shots $SHOTS)
