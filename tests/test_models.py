@@ -167,3 +167,22 @@ def test_bf16_autocast_close_to_fp32(tiny_clip):
         out = model.forward_eval(images)["fused"].float()
     assert out.argmax(1).tolist() == ref.argmax(1).tolist() or (out - ref).abs().max() < 2.0
     assert (out - ref).abs().max() < 2.0  # logits are 100 x cosine
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+@pytest.mark.parametrize("pad_budget", [0, 3, 64])
+def test_shared_text_head_and_last_layer_queries_equal_whole_blocks(tiny_clip, trainer, pad_budget, monkeypatch):
+    """The shared head, padded length groups and last-layer query cuts change nothing."""
+    import mmrl.models.mmrl as mm
+    classes = ["a", "a much longer class name with many words", "b c", "tiny", "x y z w", "Sea_or_Lake"] * 3
+    model = make(tiny_clip, trainer, classes=classes, template="a photo of a {}.", rep_layers=[3, 6, 7, 12],
+                 rep_dim=48, beta=0.6)
+    perturb(model)
+    monkeypatch.setattr(mm, "TEXT_PAD_BUDGET", pad_budget)
+    v, t = model.representation_learner()
+    prefix = model.image_prefix(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2)))
+    cut = (model.text_features(t), *model.image_features(prefix, v), model.zero_shot_image_features(prefix))
+    model._blockwise = False
+    whole = (model.text_features(t), *model.image_features(prefix, v), model.zero_shot_image_features(prefix))
+    for a, b in zip(cut, whole):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()

@@ -110,7 +110,7 @@ class _ToCHW:
     """PIL RGB image -> 3 x H x W uint8 array (module level so workers can pickle it)."""
 
     def __call__(self, img) -> np.ndarray:
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def _free_bytes(folder: Path) -> int:
@@ -199,8 +199,10 @@ def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | o
     if root is None:
         log.info("Test image cache disabled (TEST.CACHE_DIR none)")
         return None
+    if not items:
+        return None  # the normal loader reports the empty split
     parts = split_transform(transform)
-    if parts is None or not items:
+    if parts is None:
         log.info("Test image cache not used: the test transform is not a fixed-size resize/crop + ToTensor")
         return None
     pre, _, (h, w) = parts

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmrl.engine.trainer import autocast_context
+from mmrl.engine.trainer import autocast_context, resolve_precision
 
 log = logging.getLogger("mmrl.engine")
 
@@ -53,6 +53,7 @@ def evaluate_together(models: Sequence[nn.Module], loader: Iterable[dict[str, An
     if not models:
         return []
     device = torch.device(device)
+    precision = resolve_precision(precision, device)  # amp/fp16 mean fp32 off CUDA, as in Trainer
     heads = _heads(heads, len(models))
     for m in models:
         m.eval()

@@ -111,7 +111,8 @@ class Trainer:
 
     # -- construction -----------------------------------------------------------------------
     def build_data(self) -> None:
-        from mmrl.data.loaders import build_test_loader, build_train_loader
+        from mmrl.data.loaders import build_train_loader
+        from mmrl.data.testcache import build_cached_test_loader
         from mmrl.data.transforms import build_test_transform, build_train_transform
         from mmrl.datasets import build_dataset
         cfg = self.cfg
@@ -124,7 +125,9 @@ class Trainer:
         self.tf_test = build_test_transform(cfg)
         needs_train = not self.eval_only and self.name != "ZeroshotCLIP"
         self.train_loader = build_train_loader(cfg, self.data.train_x, self.tf_train) if needs_train else None
-        self.test_loader = build_test_loader(cfg, self.data.test, self.tf_test)
+        # decoded test images are cached once per split and transform (TEST.CACHE_DIR, "none" = off)
+        self.test_loader = build_cached_test_loader(cfg, self.data.test, self.tf_test, name=cfg.DATASET.NAME,
+                                                    dataset_dir=self.data.dataset_dir)
         rows = [["Dataset", cfg.DATASET.NAME], ["# classes", f"{self.data.num_classes:,}"],
                 ["# train_x", f"{len(self.data.train_x):,}"]]
         if self.data.val:

@@ -4,7 +4,12 @@ Shortcuts (each changes nothing beyond floating-point reassociation):
 - one frozen CLIP serves both the zero-shot branch and the MMRL branch; visual layers
   1..J-1 run once per batch, without autograd (nothing trainable lies below J);
 - text layers 1..J-1 run once per model and are cached;
-- text is causal, so each prompt group is cut after its longest end-of-text position.
+- text is causal, so each prompt group is cut after its longest end-of-text position;
+- text positions 0..K (BOT and the K rep tokens) see only each other, and BOT's state is the
+  same for every class: this head runs once for all classes, and each class runs only its own
+  tokens 1..eot, attending to the head's keys/values;
+- after the last layer only the feature positions are read (text: eot; image: CLS, and the K
+  rep tokens for MMRL), so the last block computes queries, attention and MLP for those only.
 The straightforward computation lives in ``mmrl.models.reference`` for tests and benches.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mmrl.models.representation import RepProjection, RepresentationLearner
 
 LOGIT_SCALE = 100.0
 TEXT_GROUP_SIZE = 256  # classes per text chunk: bounds activation memory for 1000 classes
+TEXT_PAD_BUDGET = 64   # padded tokens a text length group may carry (fewer, larger passes)
 
 
 @dataclass
@@ -102,6 +108,8 @@ class MultiModalRepresentationLearner(nn.Module):
         self.image_encoder = RepProjection(towers.visual_width(clip), towers.embed_dim(clip),
                                            variant=spec.trainer, lora_rank=spec.proj_lora_dim)
         self.prompts = prompts
+        blocks = [*clip.transformer.resblocks, *clip.visual.transformer.resblocks]
+        self._blockwise = all(towers.block_supported(b) for b in blocks)  # else: whole blocks, all queries
         self._text_prefix: torch.Tensor | None = None   # text states after layer J-1 (constant)
         self._zs_text: torch.Tensor | None = None       # frozen zero-shot text features u
         self._eval_text: torch.Tensor | None = None     # w cached while in eval mode
@@ -130,8 +138,9 @@ class MultiModalRepresentationLearner(nn.Module):
         return torch.cat([x[:, :1], tok, x[:, 1 + k:]], dim=1)
 
     def _run_from_J(self, transformer: nn.Module, x: torch.Tensor, token_sets: list[torch.Tensor],
-                    attn_mask: torch.Tensor | None) -> torch.Tensor:
-        """Insert T^J after position 0, then run layers J..L with replacement/composition."""
+                    attn_mask: torch.Tensor | None, n_queries_last: int | None = None) -> torch.Tensor:
+        """Insert T^J after position 0, then run layers J..L with replacement/composition.
+        ``n_queries_last``: the last layer outputs only positions 0..n-1 (unmasked towers)."""
         k = self.spec.n_rep_tokens
         first = token_sets[0].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
         x = torch.cat([x[:, :1], first, x[:, 1:]], dim=1)
@@ -139,7 +148,10 @@ class MultiModalRepresentationLearner(nn.Module):
             slot = self.layer_slot.get(layer)
             if slot is not None and layer != self.J:
                 x = self._compose(x, token_sets[slot], layer)
-            x = towers.run_layer(transformer, x, layer, attn_mask)
+            if layer == self.n_layers and n_queries_last is not None and self._blockwise and attn_mask is None:
+                x = towers.block_first_queries(transformer.resblocks[layer - 1], x, n_queries_last)
+            else:
+                x = towers.run_layer(transformer, x, layer, attn_mask)
         assert x.shape[1] >= 1 + k
         return x
 
@@ -168,8 +180,57 @@ class MultiModalRepresentationLearner(nn.Module):
                 self._zs_text = F.normalize(self.prompts.scatter(feats).float(), dim=-1)
         return self._zs_text
 
+    def _text_head_keys_values(self, bot: torch.Tensor, t_tokens: list[torch.Tensor]):
+        """Run the class-independent head [BOT, T^J] through layers J..L once; per layer the
+        (keys, values) of its input, which every class's tokens attend to."""
+        blocks = self.clip.transformer.resblocks
+        head = torch.cat([bot, t_tokens[0].to(bot.dtype).unsqueeze(0)], dim=1)   # (1, 1+K, D)
+        mask = towers.causal_mask(head.shape[1], head.device, head.dtype)
+        kvs = []
+        for layer in range(self.J, self.n_layers + 1):
+            slot = self.layer_slot.get(layer)
+            if slot is not None and layer != self.J:
+                head = self._compose(head, t_tokens[slot], layer)
+            blk = blocks[layer - 1]
+            normed = blk.ln_1(head)
+            kvs.append(towers.project_kv(blk, normed))
+            if layer < self.n_layers:  # the head's output after the last layer is never read
+                head = towers.block_finish(blk, head, towers.project_q(blk, normed), *kvs[-1], mask)
+        return kvs
+
     def text_features(self, t_tokens: list[torch.Tensor]) -> torch.Tensor:
         """w_i for every class (normalised), with the representation tokens in the text tower."""
+        if not self._blockwise:
+            return self._text_features_whole_blocks(t_tokens)
+        blocks = self.clip.transformer.resblocks
+        prefix = self._prefix_states()
+        n_head = 1 + self.spec.n_rep_tokens
+        kvs = self._text_head_keys_values(prefix[:1, :1], t_tokens)
+        feats = []
+        for idx, length in self.prompts.padded_groups(TEXT_GROUP_SIZE, TEXT_PAD_BUDGET):
+            x = prefix[idx, 1:length]                 # each class's own tokens 1..eot (+ padding)
+            n, t, _ = x.shape
+            eot = self.prompts.eot[idx].to(x.device) - 1  # eot's index in x
+            rows = torch.arange(n, device=x.device)
+            # token i sees the whole head and tokens 0..i
+            mask = torch.full((t, n_head + t), float("-inf"), device=x.device, dtype=x.dtype).triu_(n_head + 1)
+            for layer in range(self.J, self.n_layers + 1):
+                blk = blocks[layer - 1]
+                head_k, head_v = kvs[layer - self.J]
+                normed = blk.ln_1(x)
+                k, v = towers.project_kv(blk, normed)
+                k = torch.cat([head_k.expand(n, -1, -1), k], dim=1)
+                v = torch.cat([head_v.expand(n, -1, -1), v], dim=1)
+                if layer < self.n_layers:
+                    x = towers.block_finish(blk, x, towers.project_q(blk, normed), k, v, mask)
+                else:  # only each class's eot is read after the last layer
+                    q = towers.project_q(blk, normed[rows, eot].unsqueeze(1))
+                    x = towers.block_finish(blk, x[rows, eot].unsqueeze(1), q, k, v, mask[eot][:, None, None])
+            feats.append((idx, towers.text_project(self.clip, x[:, 0])))
+        return F.normalize(self.prompts.scatter(feats), dim=-1)
+
+    def _text_features_whole_blocks(self, t_tokens: list[torch.Tensor]) -> torch.Tensor:
+        """text_features for blocks of another structure: every position through whole blocks."""
         k = self.spec.n_rep_tokens
         feats = []
         prefix = self._prefix_states()
@@ -189,15 +250,20 @@ class MultiModalRepresentationLearner(nn.Module):
             return towers.run_layers(self.clip.visual.transformer, x, 1, self.J - 1)
 
     def zero_shot_image_features(self, prefix: torch.Tensor) -> torch.Tensor:
+        visual = self.clip.visual
         with torch.no_grad():
-            x = towers.run_layers(self.clip.visual.transformer, prefix, self.J, self.n_layers)
-            return F.normalize(towers.visual_project(self.clip.visual, x[:, 0]), dim=-1)
+            if self._blockwise:  # only CLS is read after the last layer
+                x = towers.run_layers(visual.transformer, prefix, self.J, self.n_layers - 1)
+                x = towers.block_first_queries(visual.transformer.resblocks[self.n_layers - 1], x, 1)
+            else:
+                x = towers.run_layers(visual.transformer, prefix, self.J, self.n_layers)
+            return F.normalize(towers.visual_project(visual, x[:, 0]), dim=-1)
 
     def image_features(self, prefix: torch.Tensor, v_tokens: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(f_c, f_r), both normalised."""
         k = self.spec.n_rep_tokens
         visual = self.clip.visual
-        x = self._run_from_J(visual.transformer, prefix, v_tokens, None)
+        x = self._run_from_J(visual.transformer, prefix, v_tokens, None, n_queries_last=1 + k)
         f_c = towers.visual_project(visual, x[:, 0])
         rep = visual.ln_post(x[:, 1:1 + k]).mean(dim=1)
         f_r = rep @ self.image_encoder.matrix(visual.proj).to(rep.dtype)

@@ -48,6 +48,20 @@ class Prompts:
             out.append((idx, int(self.eot[idx].max()) + 1))
         return out
 
+    def padded_groups(self, max_size: int, pad_budget: int) -> list[tuple[torch.Tensor, int]]:
+        """Classes sorted by prompt length and cut into groups of at most ``max_size`` that pad at
+        most ``pad_budget`` tokens each (no padding would mean one tiny pass per length)."""
+        order = torch.argsort(self.eot, stable=True).tolist()
+        eot = self.eot.tolist()
+        groups: list[list[int]] = []
+        for c in order:
+            g = groups[-1] if groups else None
+            if g is not None and len(g) < max_size and sum(eot[c] - eot[i] for i in g) <= pad_budget:
+                g.append(c)  # sorted, so the newcomer is the group's longest
+            else:
+                groups.append([c])
+        return [(torch.tensor(g), max(eot[i] for i in g) + 1) for g in groups]
+
     def scatter(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Reassemble per-group features into class order."""
         if len(parts) == 1 and torch.equal(parts[0][0], torch.arange(self.num_classes)):

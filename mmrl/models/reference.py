@@ -1,6 +1,7 @@
 """The spec computed straightforwardly, as the authors' code does: two separate CLIP copies
 (one for the MMRL branch, one frozen zero-shot model), full 77-token text, every layer
-recomputed on every call.  No shortcuts: this is what the fast path is checked against and
+recomputed on every call, except the frozen zero-shot text features, which the authors'
+trainer computes once per run (``text_features_clip``) and so does this.  No shortcuts: this is what the fast path is checked against and
 what the benchmarks compare with.  It shares the trainable modules of a fast model, so
 logits, loss and gradients can be compared tensor by tensor.
 """
@@ -23,6 +24,7 @@ class ReferenceMMRL(nn.Module):
         self.clip_zs = copy.deepcopy(fast.clip)
         for p in list(self.clip_mmrl.parameters()) + list(self.clip_zs.parameters()):
             p.requires_grad_(False)
+        self._u = None  # zero-shot text features: once per run, as the authors' trainer does
 
     # The layer loop of mmrl.md §2, written out in full for one tower.
     def _tower(self, blocks, x, tokens, mask_fn):
@@ -67,8 +69,9 @@ class ReferenceMMRL(nn.Module):
     def zero_shot(self, images):
         with torch.no_grad():
             g = self.clip_zs.encode_image(images, normalize=True)
-            u = self.clip_zs.encode_text(self.fast.prompts.ids.to(images.device), normalize=True)
-        return g, u
+            if self._u is None or self._u.device != images.device:
+                self._u = self.clip_zs.encode_text(self.fast.prompts.ids.to(images.device), normalize=True)
+        return g, self._u
 
     def logits(self, images):
         v_tokens, t_tokens = self.fast.representation_learner()

@@ -5,6 +5,7 @@ Layers are numbered 1..L as in mmrl.md; layer l is ``resblocks[l - 1]``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -76,3 +77,50 @@ def text_width(clip: nn.Module) -> int:
 
 def embed_dim(clip: nn.Module) -> int:
     return clip.visual.proj.shape[1]
+
+
+# -- one block, computed for a subset of queries (exact shortcuts of mmrl.md §7) ---------------
+# open_clip's ResidualAttentionBlock is x + ls_1(attn(ln_1(x))) then x + ls_2(mlp(ln_2(x))).
+# Written out so that keys/values can come from elsewhere (a shared text head) and queries can
+# be restricted to the positions that are read afterwards.
+
+def block_supported(blk: nn.Module) -> bool:
+    """A ResidualAttentionBlock with packed, biased, dropout-free self-attention."""
+    attn = getattr(blk, "attn", None)
+    return (isinstance(attn, nn.MultiheadAttention) and attn._qkv_same_embed_dim and attn.in_proj_bias is not None
+            and attn.bias_k is None and not attn.add_zero_attn and attn.dropout == 0.0
+            and not hasattr(blk, "ln_1_kv") and all(hasattr(blk, n) for n in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2")))
+
+
+def project_q(blk: nn.Module, normed: torch.Tensor) -> torch.Tensor:
+    d = normed.shape[-1]
+    return F.linear(normed, blk.attn.in_proj_weight[:d], blk.attn.in_proj_bias[:d])
+
+
+def project_kv(blk: nn.Module, normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    d = normed.shape[-1]
+    kv = F.linear(normed, blk.attn.in_proj_weight[d:], blk.attn.in_proj_bias[d:])
+    return kv[..., :d], kv[..., d:]
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    b, t, d = x.shape
+    return x.view(b, t, heads, d // heads).transpose(1, 2)
+
+
+def block_finish(blk: nn.Module, x_q: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """The block's output for query tokens x_q (B, Tq, D), given their q and the keys/values."""
+    heads = blk.attn.num_heads
+    o = F.scaled_dot_product_attention(_split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads),
+                                       attn_mask=attn_mask)
+    o = o.transpose(1, 2).reshape(x_q.shape[0], x_q.shape[1], -1)
+    x = x_q + blk.ls_1(blk.attn.out_proj(o))
+    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+
+
+def block_first_queries(blk: nn.Module, x: torch.Tensor, n_queries: int) -> torch.Tensor:
+    """The block's output at positions 0..n_queries-1 only (no mask; keys/values from all of x)."""
+    normed = blk.ln_1(x)
+    k, v = project_kv(blk, normed)
+    return block_finish(blk, x[:, :n_queries], project_q(blk, normed[:, :n_queries]), k, v, None)
