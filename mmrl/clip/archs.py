@@ -23,8 +23,8 @@ TINY_ARCHS = {
     "tiny-test": dict(embed_dim=32, image_size=224, patch_size=32, vision_width=64, vision_heads=2,
                       text_width=64, text_heads=2, layers=12),
     # the demo backbone (weights shipped in mmrl/resources/demo_clip.pt)
-    "demo-tiny": dict(embed_dim=64, image_size=64, patch_size=8, vision_width=96, vision_heads=4,
-                      text_width=96, text_heads=4, layers=12),
+    "demo-tiny": dict(embed_dim=64, image_size=64, patch_size=16, vision_width=64, vision_heads=4,
+                      text_width=64, text_heads=4, layers=12),
 }
 
 
