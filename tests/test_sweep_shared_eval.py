@@ -25,3 +25,35 @@ def test_only_same_cell_evaluations_share():
     assert not shares_test_pass(job("eval", 1), job("eval", 1, "dtd"))
     assert not shares_test_pass(job("eval", 1), job("train", 1))
     assert not shares_test_pass(job("eval", 1), job("eval", 2, metric="base"))
+
+
+def test_shared_pass_runs_when_eval_dirs_do_not_exist_yet(tmp_path):
+    """Regression: the shared-eval spec file must not need the (not yet created) run dirs."""
+    import json
+    from pathlib import Path
+
+    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.engine.run import main as run_main
+    from mmrl.sweep.runner import CommandRunner, run_jobs_together
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "data"
+    write_synthetic_dataset("eurosat", root, n_per_class=20)
+    common = ["--dataset-config-file", str(repo / "configs/datasets/eurosat.yaml"),
+              "--config-file", str(repo / "configs/trainers/MMRL/vit_b16.yaml"), "--root", str(root),
+              "--trainer", "MMRL"]
+    opts = ["DATASET.NUM_SHOTS", "2", "TASK", "B2N", "MODEL.BACKBONE.NAME", "tiny-test", "OPTIM.MAX_EPOCH", "1",
+            "DATALOADER.NUM_WORKERS", "0", "DATASET.FEWSHOT_DIR", str(tmp_path / "fs")]
+    jobs = []
+    for seed in (1, 2):
+        train = tmp_path / "out/train" / f"seed{seed}"
+        assert run_main([*common, "--seed", str(seed), "--output-dir", str(train), *opts,
+                         "DATASET.SUBSAMPLE_CLASSES", "base"]) == 0
+        ev = tmp_path / "out/test" / f"seed{seed}"
+        argv = (*common, "--seed", str(seed), "--output-dir", str(ev), "--model-dir", str(train), "--eval-only",
+                *opts, "DATASET.SUBSAMPLE_CLASSES", "new")
+        jobs.append(Job("b2n", "MMRL", "eurosat", 2, seed, "vit_b16", "eval", "novel", str(ev), argv,
+                        after=(str(train),), model_dir=str(train)))
+    outs = run_jobs_together(jobs, CommandRunner(cwd=str(repo)))
+    assert [o.ok for o in outs] == [True, True], [(o.action, o.detail, o.tail[-5:]) for o in outs]
+    for j in jobs:
+        assert json.loads((Path(j.run_dir) / "record.json").read_text())["status"] == "complete"

@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,12 +177,16 @@ def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) 
             prepared.append(prep)
     if prepared:
         first = Path(prepared[0].job.run_dir)
-        spec = first / ".eval-many.json"
-        spec.write_text(json.dumps([list(p.job.argv) for p in prepared]))
+        first.parent.mkdir(parents=True, exist_ok=True)  # the run dirs themselves may not exist yet
+        fd, name = tempfile.mkstemp(dir=first.parent, prefix=".eval-many.", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump([list(p.job.argv) for p in prepared], f)
+        spec = Path(name)
         cmd = [*runner.prefix[:-1], "eval-many", str(spec)]
         consoles = [Path(p.job.run_dir) / CONSOLE for p in prepared]
         t0 = time.time()
         try:
+            consoles[0].parent.mkdir(parents=True, exist_ok=True)
             with open(consoles[0], "a") as out:
                 out.write(f"$ {shlex.join(cmd)}\n")
                 out.flush()
