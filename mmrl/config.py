@@ -24,6 +24,7 @@ from mmrl.errors import ConfigError
 TASKS = ("B2N", "FS", "CD")
 SUBSAMPLE_MODES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+TEST_PRECISIONS = ("fp32", "amp", "bf16")
 TRAINER_NAMES = ("MMRL", "MMRLpp", "ZeroshotCLIP")
 
 # Keys that say where things are or how chatty a run is, not what it computes: left out of
@@ -183,6 +184,9 @@ def get_default_config() -> CN:
     c.TEST.SAVE_LOGITS = False
     # Ours: uint8 cache of decoded test images ("" = ~/.cache/mmrl/testcache, "none" = off).
     c.TEST.CACHE_DIR = ""
+    # Ours: evaluation arithmetic. The authors evaluate the fp32 model without autocast, also
+    # after amp training; "amp" / "bf16" evaluate under that autocast (CUDA; bf16 also on CPU).
+    c.TEST.PREC = "fp32"
 
     c.TRAINER = CN()
     c.TRAINER.NAME = ""
@@ -443,6 +447,9 @@ def validate(cfg: CN) -> None:
             raise ConfigError(f"{where}.ALPHA must lie in [0, 1]; got {blk.ALPHA}")
     if cfg.TRAINER.ZeroshotCLIP.PREC not in PRECISIONS:
         raise ConfigError(f"TRAINER.ZeroshotCLIP.PREC must be one of {', '.join(PRECISIONS)}")
+    if cfg.TEST.PREC not in TEST_PRECISIONS:
+        raise ConfigError(f"TEST.PREC {cfg.TEST.PREC!r} must be one of {', '.join(TEST_PRECISIONS)} "
+                          f"(fp32 evaluates as the authors' code does)")
     if cfg.DATALOADER.TRAIN_X.BATCH_SIZE < 1 or cfg.DATALOADER.TEST.BATCH_SIZE < 1:
         raise ConfigError("DATALOADER.TRAIN_X.BATCH_SIZE and DATALOADER.TEST.BATCH_SIZE must be >= 1")
     if cfg.OPTIM.MAX_EPOCH < 1:

@@ -270,7 +270,7 @@ def main_many(argvs: list[list[str]]) -> list[int]:
             with contextlib.ExitStack():
                 outputs = evaluate_together([t.model for t in trainers], trainers[0].test_loader,
                                             [t.head for t in trainers], trainers[0].device,
-                                            trainers[0].precision["used"],
+                                            trainers[0].precision["test_used"],
                                             save_logits=any(bool(t.cfg.TEST.SAVE_LOGITS) for t in trainers))
         except (Exception, KeyboardInterrupt) as e:
             outputs = [e] * len(group)
@@ -298,7 +298,7 @@ def _shareable_groups(runs: list[Run]) -> list[list[Run]]:
         t = r.trainer
         spec = getattr(t.model, "spec", None)
         key = (tuple(it.impath for it in t.data.test), tuple(r.cfg.INPUT.SIZE), r.cfg.INPUT.INTERPOLATION,
-               tuple(r.cfg.INPUT.PIXEL_MEAN), tuple(r.cfg.INPUT.PIXEL_STD), t.precision["used"],
+               tuple(r.cfg.INPUT.PIXEL_MEAN), tuple(r.cfg.INPUT.PIXEL_STD), t.precision["test_used"],
                getattr(spec, "backbone", r.cfg.MODEL.BACKBONE.NAME), getattr(t.model, "J", None),
                type(t.model).__name__)
         groups.setdefault(key, []).append(r)

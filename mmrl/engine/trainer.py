@@ -100,9 +100,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         blk = trainer_block(cfg)
         requested = blk.PREC if blk is not None else cfg.TRAINER.ZeroshotCLIP.PREC
-        self.precision = {"requested": requested, "used": resolve_precision(requested, self.device)}
-        if self.precision["used"] != requested:
-            log.warning("PREC %s needs CUDA; running in %s on %s", requested, self.precision["used"], self.device)
+        # training arithmetic (PREC) and evaluation arithmetic (TEST.PREC), requested and used here
+        self.precision = {"requested": requested, "used": resolve_precision(requested, self.device),
+                          "test_requested": cfg.TEST.PREC, "test_used": resolve_precision(cfg.TEST.PREC, self.device)}
+        for key, kind in (("PREC", ""), ("TEST.PREC", "test_")):
+            want, used = self.precision[kind + "requested"], self.precision[kind + "used"]
+            if used != want and not (key == "PREC" and eval_only):
+                log.warning("%s %s needs CUDA; running in %s on %s", key, want, used, self.device)
         self.start_epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.loaded_checkpoint: dict | None = None
@@ -312,7 +316,7 @@ class Trainer:
         log.info("Evaluate on the *test* set")
         save_logits = bool(self.cfg.TEST.SAVE_LOGITS)
         preds, labels_all, logits_all = [], [], []
-        prec = self.precision["used"]
+        prec = self.precision["test_used"]
         for batch in tqdm(self.test_loader, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr):
             images = batch["img"].to(self.device, non_blocking=True)
             with autocast_context(prec, self.device):

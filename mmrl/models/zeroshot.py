@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrl.models import towers
+from mmrl.models.arith import ActivationCache
 from mmrl.models.mmrl import LOGIT_SCALE
 from mmrl.models.prompts import Prompts
 
@@ -17,12 +18,12 @@ class ZeroshotCLIP(nn.Module):
         super().__init__()
         object.__setattr__(self, "clip", clip)
         self.prompts = prompts
-        self._text: torch.Tensor | None = None
+        self._cache = ActivationCache()
         self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
 
     @torch.no_grad()
     def text_features(self) -> torch.Tensor:
-        if self._text is None or self._text.device != self._device_probe.device:
+        def compute():
             feats = []
             for idx, length in self.prompts.groups(256):
                 ids = self.prompts.ids[idx, :length].to(self._device_probe.device)
@@ -31,8 +32,8 @@ class ZeroshotCLIP(nn.Module):
                                       towers.causal_mask(length, x.device, x.dtype))
                 eot = self.prompts.eot[idx].to(x.device)
                 feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-            self._text = F.normalize(self.prompts.scatter(feats).float(), dim=-1)
-        return self._text
+            return F.normalize(self.prompts.scatter(feats).float(), dim=-1)
+        return self._cache.get("text", self._device_probe.device, compute)
 
     @torch.no_grad()
     def forward_eval(self, images: torch.Tensor, prefix=None) -> dict[str, torch.Tensor]:
