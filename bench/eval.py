@@ -64,7 +64,7 @@ def make_models(args, clip, data, device):
 
 def separate_pass(model, loader, head, device, precision):
     """What one evaluation run does (Trainer.test): its own data pass, forward_eval per batch."""
-    from mmrl.engine.trainer import autocast_context
+    from mmrl.engine.precision import autocast_context
     preds = []
     with torch.no_grad():
         for batch in loader:

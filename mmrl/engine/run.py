@@ -200,6 +200,9 @@ class Run:
 
     def finish(self, code: int) -> int:
         timings = getattr(self.trainer, "timings", {}) if self.trainer is not None else {}
+        step = getattr(self.trainer, "step", None)
+        if step is not None:
+            self.record["train_step"] = step.report()
         self.record["timings"].update(finished=_now(), wall_s=round(time.time() - self.t0, 3),
                                       **{k: round(v, 3) for k, v in timings.items()})
         write_record(self.out, self.record)

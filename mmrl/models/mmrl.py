@@ -24,7 +24,7 @@ from torch import nn
 from mmrl.errors import ConfigError
 from mmrl.models import towers
 from mmrl.models.arith import ActivationCache
-from mmrl.models.prompts import Prompts
+from mmrl.models.prompts import GroupPlan, Prompts
 from mmrl.models.representation import RepProjection, RepresentationLearner
 
 LOGIT_SCALE = 100.0
@@ -114,6 +114,7 @@ class MultiModalRepresentationLearner(nn.Module):
         # "prefix": text states after layer J-1 (constant); "u": frozen zero-shot text features;
         # "w": text features while in eval mode (parameters fixed)
         self._cache = ActivationCache()
+        self._plans: dict[tuple, GroupPlan] = {}
 
     # -- bookkeeping ------------------------------------------------------------------------
     def train(self, mode: bool = True):
@@ -123,6 +124,16 @@ class MultiModalRepresentationLearner(nn.Module):
     def set_prompts(self, prompts: Prompts) -> None:
         self.prompts = prompts
         self._cache.drop()
+        self._plans.clear()
+
+    def _plan(self, padded: bool) -> GroupPlan:
+        """The class groups of the text passes, their indices on this model's device."""
+        key = (padded, str(self.device))
+        if key not in self._plans:
+            groups = (self.prompts.padded_groups(TEXT_GROUP_SIZE, TEXT_PAD_BUDGET) if padded
+                      else self.prompts.groups(TEXT_GROUP_SIZE))
+            self._plans[key] = self.prompts.plan(groups, self.device)
+        return self._plans[key]
 
     @property
     def device(self) -> torch.device:
@@ -171,14 +182,14 @@ class MultiModalRepresentationLearner(nn.Module):
         """u_i: the frozen CLIP's normalised text features (computed once)."""
         @torch.no_grad()
         def compute():
+            plan = self._plan(padded=False)
             feats = []
-            for idx, length in self.prompts.groups(TEXT_GROUP_SIZE):
+            for idx, length, eot in plan.groups:
                 x = self._prefix_states()[idx, :length]
                 mask = towers.causal_mask(length, x.device, x.dtype)
                 x = towers.run_layers(self.clip.transformer, x, self.J, self.n_layers, mask)
-                eot = self.prompts.eot[idx].to(x.device)
-                feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-            return F.normalize(self.prompts.scatter(feats).float(), dim=-1)
+                feats.append(towers.text_project(self.clip, x[torch.arange(len(idx), device=x.device), eot]))
+            return F.normalize(plan.scatter(feats).float(), dim=-1)
         # fp32 whatever autocast is in force: the reference computes u once, at build time
         with torch.autocast(self.device.type, enabled=False):
             return self._cache.get("u", self.device, compute)
@@ -209,11 +220,12 @@ class MultiModalRepresentationLearner(nn.Module):
         prefix = self._prefix_states()
         n_head = 1 + self.spec.n_rep_tokens
         kvs = self._text_head_keys_values(prefix[:1, :1], t_tokens)
+        plan = self._plan(padded=True)
         feats = []
-        for idx, length in self.prompts.padded_groups(TEXT_GROUP_SIZE, TEXT_PAD_BUDGET):
+        for idx, length, eot in plan.groups:
             x = prefix[idx, 1:length]                 # each class's own tokens 1..eot (+ padding)
             n, t, _ = x.shape
-            eot = self.prompts.eot[idx].to(x.device) - 1  # eot's index in x
+            eot = eot - 1  # eot's index in x
             rows = torch.arange(n, device=x.device)
             # token i sees the whole head and tokens 0..i
             mask = torch.full((t, n_head + t), float("-inf"), device=x.device, dtype=x.dtype).triu_(n_head + 1)
@@ -229,21 +241,21 @@ class MultiModalRepresentationLearner(nn.Module):
                 else:  # only each class's eot is read after the last layer
                     q = towers.project_q(blk, normed[rows, eot].unsqueeze(1))
                     x = towers.block_finish(blk, x[rows, eot].unsqueeze(1), q, k, v, mask[eot][:, None, None])
-            feats.append((idx, towers.text_project(self.clip, x[:, 0])))
-        return F.normalize(self.prompts.scatter(feats), dim=-1)
+            feats.append(towers.text_project(self.clip, x[:, 0]))
+        return F.normalize(plan.scatter(feats), dim=-1)
 
     def _text_features_whole_blocks(self, t_tokens: list[torch.Tensor]) -> torch.Tensor:
         """text_features for blocks of another structure: every position through whole blocks."""
         k = self.spec.n_rep_tokens
+        plan = self._plan(padded=False)
         feats = []
         prefix = self._prefix_states()
-        for idx, length in self.prompts.groups(TEXT_GROUP_SIZE):
+        for idx, length, eot in plan.groups:
             x = prefix[idx, :length]
             mask = towers.causal_mask(length + k, x.device, x.dtype)
             x = self._run_from_J(self.clip.transformer, x, t_tokens, mask)
-            eot = self.prompts.eot[idx].to(x.device) + k
-            feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-        return F.normalize(self.prompts.scatter(feats), dim=-1)
+            feats.append(towers.text_project(self.clip, x[torch.arange(len(idx), device=x.device), eot + k]))
+        return F.normalize(plan.scatter(feats), dim=-1)
 
     # -- images -----------------------------------------------------------------------------
     def image_prefix(self, images: torch.Tensor) -> torch.Tensor:

@@ -24,15 +24,15 @@ class ZeroshotCLIP(nn.Module):
     @torch.no_grad()
     def text_features(self) -> torch.Tensor:
         def compute():
+            device = self._device_probe.device
+            plan = self.prompts.plan(self.prompts.groups(256), device)
             feats = []
-            for idx, length in self.prompts.groups(256):
-                ids = self.prompts.ids[idx, :length].to(self._device_probe.device)
-                x = towers.text_embed(self.clip, ids)
+            for idx, length, eot in plan.groups:
+                x = towers.text_embed(self.clip, self.prompts.ids[:, :length].to(device)[idx])
                 x = towers.run_layers(self.clip.transformer, x, 1, towers.num_layers(self.clip),
                                       towers.causal_mask(length, x.device, x.dtype))
-                eot = self.prompts.eot[idx].to(x.device)
-                feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-            return F.normalize(self.prompts.scatter(feats).float(), dim=-1)
+                feats.append(towers.text_project(self.clip, x[torch.arange(len(idx), device=device), eot]))
+            return F.normalize(plan.scatter(feats).float(), dim=-1)
         return self._cache.get("text", self._device_probe.device, compute)
 
     @torch.no_grad()
