@@ -168,8 +168,10 @@ class Run:
         self.trainer = t = Trainer(self.cfg, self.out, eval_only=eval_only, model_dir=self.args.model_dir,
                                    load_epoch=self.args.load_epoch)
         self.record["precision"] = t.precision
-        t.build_data()
-        t.build_model()
+        for phase, build in (("data_s", t.build_data), ("model_s", t.build_model)):
+            start = time.time()
+            build()
+            t.timings[phase] = time.time() - start
         self.record["params"] = t.parameter_counts()
         if t.backbone_info is not None:
             self.record["backbone"] = vars(t.backbone_info)
