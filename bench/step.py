@@ -42,7 +42,7 @@ import common  # noqa: E402
 # (warm-up, timed) steps per path on CPU, chosen to keep a case within a few minutes
 CPU_STEPS = {("eurosat", "fast"): (1, 3), ("eurosat", "reference"): (1, 3),
              ("imagenet", "fast"): (1, 2), ("imagenet", "reference"): (0, 1)}
-CUDA_STEPS = (5, 20)
+CUDA_STEPS = (3, 15)
 PROFILED_STEPS = 6
 
 
@@ -233,7 +233,10 @@ def main() -> None:
     t0 = time.perf_counter()
     say(f"step bench: case={args.case} trainer={args.trainer} device={args.device} prec={args.prec} "
         f"batch={args.batch} classes={args.class_list} threads={torch.get_num_threads()} backbone={args.backbone}")
-    results = {p: run_path(p, args) for p in paths}
+    results = {}
+    for p in paths:  # a line per path as soon as it is measured (a time limit keeps what was said)
+        results[p] = run_path(p, args)
+        say("  " + p + ": " + ", ".join(f"{r['classes']} classes {r['step_s'] * 1e3:.2f} ms" for r in results[p]))
     rows = []
     for i, n in enumerate(args.class_list):
         row = {"classes": n}

@@ -186,3 +186,20 @@ def test_shared_text_head_and_last_layer_queries_equal_whole_blocks(tiny_clip, t
     whole = (model.text_features(t), *model.image_features(prefix, v), model.zero_shot_image_features(prefix))
     for a, b in zip(cut, whole):
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
+def test_cached_text_prefix_survives_the_fp32_zero_shot_features(tiny_clip, monkeypatch):
+    """A step reads the text prefix under autocast and, inside the fp32 zero-shot features, without:
+    after the first step neither is recomputed (a recomputation copies from the host, which a
+    CUDA graph capture refuses)."""
+    import mmrl.models.towers as towers
+    model = make(tiny_clip)
+    calls = []
+    orig = towers.text_embed
+    monkeypatch.setattr(towers, "text_embed", lambda *a: calls.append(1) or orig(*a))
+    images, labels = torch.randn(2, 3, 224, 224), torch.tensor([0, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.forward_train(images, labels)
+        first = len(calls)
+        model.forward_train(images, labels)
+    assert first == 2 and len(calls) == first  # bf16 and fp32 prefix, each once

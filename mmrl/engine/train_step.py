@@ -98,17 +98,20 @@ class TrainStep:
         static_images, static_labels = images.clone(), labels.clone()
         self.optimizer.zero_grad(set_to_none=True)  # the graph allocates (and then owns) the gradients
         graph = torch.cuda.CUDAGraph()
+        failure = None
         try:
             # thread_local: the loader's pin-memory thread may call CUDA while we capture
             with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                 loss, fused = self._compute(static_images, static_labels, cache=False)
         except Exception as e:  # noqa: BLE001 - any capture failure: fall back, never fail the run
-            log.warning("CUDA graph capture failed (%s: %s); training continues without CUDA graphs",
-                        type(e).__name__, e)
+            failure = f"{type(e).__name__}: {e}"  # (the exception, and the half-built autograd graph, go here)
+        if failure is not None:
+            log.warning("CUDA graph capture failed (%s); training continues without CUDA graphs", failure)
             self.graphs = False
             self.optimizer.zero_grad(set_to_none=True)
-            # nothing ran, but the grad scaler's bookkeeping saw a half-done step: forget it
-            self.scaler._per_optimizer_states.clear()
+            # nothing ran, but an enabled grad scaler's bookkeeping saw a half-done step: forget it
+            if self.scaler.is_enabled():
+                self.scaler._per_optimizer_states.clear()
             return self._eager(images, labels)
         self.graph = graph
         self.static = (static_images, static_labels, loss, fused)

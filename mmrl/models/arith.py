@@ -13,20 +13,19 @@ def arithmetic_key(device: torch.device) -> tuple:
 
 
 class ActivationCache:
-    """Named tensors, each valid only under the arithmetic key it was computed with."""
+    """Named tensors, one per arithmetic key (a training step reads the text prefix under
+    autocast and, for the fp32 zero-shot features, without: both stay cached)."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple, torch.Tensor]] = {}
+        self._entries: dict[tuple[str, tuple], torch.Tensor] = {}
 
     def get(self, name: str, device: torch.device, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        key = arithmetic_key(device)
-        hit = self._entries.get(name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        value = compute()
-        self._entries[name] = (key, value)
-        return value
+        key = (name, arithmetic_key(device))
+        if key not in self._entries:
+            self._entries[key] = compute()
+        return self._entries[key]
 
     def drop(self, *names: str) -> None:
-        for name in names or list(self._entries):
-            self._entries.pop(name, None)
+        for key in list(self._entries):
+            if not names or key[0] in names:
+                del self._entries[key]
