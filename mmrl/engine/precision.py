@@ -13,10 +13,9 @@ def resolve_precision(prec: str, device: torch.device) -> str:
     return prec
 
 
-def autocast_context(prec: str, device: torch.device, *, cache: bool = True):
-    """``cache=False`` for CUDA-graph capture (autocast's weight-cast cache must not outlive it)."""
+def autocast_context(prec: str, device: torch.device):
     if prec == "amp":
-        return torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=cache)
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
     if prec == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

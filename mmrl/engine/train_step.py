@@ -75,8 +75,12 @@ class TrainStep:
             return self._eager(images, labels)
         return self._capture_and_replay(images, labels)
 
-    def _compute(self, images, labels, *, cache: bool):
-        with autocast_context(self.precision, self.device, cache=cache):
+    def _compute(self, images, labels):
+        # autocast's cast cache stays on in capture too: the autocast region opens and closes
+        # inside the graph, and the cache decides how gradients of a tensor used several times
+        # are summed (in the cast's precision with it, in fp32 without), so eager and graphed
+        # steps must agree on it; the reference's eager step has it on
+        with autocast_context(self.precision, self.device):
             loss, fused, _ = self.model.forward_train(images, labels)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -86,11 +90,11 @@ class TrainStep:
     def _eager(self, images, labels):
         self.optimizer.zero_grad(set_to_none=True)
         if not self.graphs:
-            return self._compute(images, labels, cache=True)
+            return self._compute(images, labels)
         main = torch.cuda.current_stream(self.device)
         self.stream.wait_stream(main)
         with torch.cuda.stream(self.stream):  # a graph's warm-up runs on its capture stream
-            out = self._compute(images, labels, cache=True)
+            out = self._compute(images, labels)
         main.wait_stream(self.stream)
         return out
 
@@ -102,7 +106,7 @@ class TrainStep:
         try:
             # thread_local: the loader's pin-memory thread may call CUDA while we capture
             with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
-                loss, fused = self._compute(static_images, static_labels, cache=False)
+                loss, fused = self._compute(static_images, static_labels)
         except Exception as e:  # noqa: BLE001 - any capture failure: fall back, never fail the run
             failure = f"{type(e).__name__}: {e}"  # (the exception, and the half-built autograd graph, go here)
         if failure is not None:
