@@ -165,8 +165,6 @@ class Trainer:
         self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         if not self.eval_only:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            if cfg.OPTIM.NAME != "adamw":
-                raise ConfigError(f"OPTIM.NAME {cfg.OPTIM.NAME!r}: the MMRL protocol uses 'adamw'")
             self.optimizer = torch.optim.AdamW(params, lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
                                                betas=(cfg.OPTIM.ADAM_BETA1, cfg.OPTIM.ADAM_BETA2))
             self.scheduler = ProtocolLR(self.optimizer, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH,
