@@ -5,7 +5,9 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 
 from mmrl.errors import MMRLError
 
@@ -141,7 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+def quiet_on_broken_pipe(fn: Callable[[], int]) -> int:
+    """Run a command whose output may go to a reader that stops early (`mmrl table | head`):
+    exit quietly instead of printing a BrokenPipeError traceback."""
+    try:
+        code = fn()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit; point it at /dev/null so that is silent too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    return quiet_on_broken_pipe(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and argv[0] in ("train", "eval", "explain"):
@@ -153,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     if getattr(args, "command", None) == "data" and getattr(args, "root", None) == "":
-        import os
         args.root = os.environ.get("DATA", "")
     try:
         return int(args.func(args) or 0)

@@ -46,7 +46,7 @@ class Demo(JsonSplitDataset):
         elif os.path.isfile(os.path.join(here, "WORLD_VERSION")):
             here = str(world.ensure_demo_dataset(self.root))
         self.dataset_dir = here
-        self.root = os.path.dirname(here)
+        self.root = self.root_arg = os.path.dirname(here)
         return here
 
     def prepare_hint(self) -> str:

@@ -220,7 +220,7 @@ class Trainer:
         if not path.is_file():
             log.info("No checkpoint found, train from scratch")
             return
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = ckpt.load_resume_file(path, self.output_dir)
         if state.get("arch") != self.model.spec.to_dict():
             raise CheckpointError(f"{path} was written for another architecture {state.get('arch')}; "
                                   f"move the run directory aside or delete that file to start over.")
