@@ -521,13 +521,13 @@ def config_hash(cfg: CN, run: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def changed_keys(recorded: dict[str, Any], cfg: CN) -> list[tuple[str, Any, Any]]:
+def changed_keys(recorded: dict[str, Any], cfg: CN | dict[str, Any], ignore: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
     """(key, recorded value, value now) for each key the config hash covers that differs
-    between a recorded config (``config_to_dict`` form) and ``cfg``."""
+    between a recorded config (``config_to_dict`` form) and ``cfg`` (a config or another record's)."""
     def norm(v: Any) -> str:
         return json.dumps(list(v) if isinstance(v, tuple) else v, sort_keys=True, default=str)
-    old, new = _flatten_plain(recorded), flatten(cfg)
-    keys = sorted((set(old) | set(new)) - set(NON_IDENTITY_KEYS))
+    old, new = _flatten_plain(recorded), flatten(cfg) if isinstance(cfg, CN) else _flatten_plain(cfg)
+    keys = sorted((set(old) | set(new)) - set(NON_IDENTITY_KEYS) - set(ignore))
     missing = "<absent>"
     return [(k, old.get(k, missing), new.get(k, missing)) for k in keys
             if k not in old or k not in new or norm(old[k]) != norm(new[k])]

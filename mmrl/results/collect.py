@@ -24,6 +24,7 @@ class Reading:
     value: float | None
     source: str        # "record" | "log" | why there is no value
     path: str
+    config: dict | None = None   # the record's resolved config (None for log.txt readings)
 
 
 def authors_cd_dir(run_dir: str) -> Path | None:
@@ -46,7 +47,7 @@ def _read_dir(run: Path) -> Reading | None:
         acc = (rec.get("metrics") or {}).get("accuracy")
         if acc is None:
             return Reading(None, "record.json has no metrics.accuracy", str(run))
-        return Reading(float(acc), "record", str(run))
+        return Reading(float(acc), "record", str(run), rec.get("config"))
     log = run / "log.txt"
     if log.is_file():
         v = last_result(log)
