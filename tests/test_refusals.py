@@ -287,3 +287,22 @@ def test_records_written_by_us_round_trip(tmp_path):
     assert read_record(tmp_path) is None
     (tmp_path / "record.json").write_text(json.dumps({"status": "complete"}))
     assert read_record(tmp_path) == {"status": "complete"}
+
+
+def test_complete_eval_of_a_checkpoint_that_changed_since_is_not_nothing_to_do(data_root, tmp_path, capsys):
+    train = tmp_path / "train"
+    assert run_main(argv(data_root, train, epochs=1)) == 0
+    ev = tmp_path / "eval"
+    args = argv(data_root, ev, "--eval-only", "--model-dir", str(train), epochs=1, subsample="new")
+    assert run_main(args) == 0
+    assert run_main(args) == 0 and "nothing to do" in capsys.readouterr().out
+    ck = train / MODEL / "model.pth.tar-1"
+    state = torch.load(ck, weights_only=True)
+    for v in state["state_dict"].values():
+        v.add_(1.0)
+    torch.save(state, ck)  # as if the training had been rerun
+    before = record(ev)
+    assert run_main(args) == 3
+    err = capsys.readouterr().err
+    assert "complete evaluation of another checkpoint" in err and "training was rerun since" in err
+    assert record(ev) == before

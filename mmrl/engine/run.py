@@ -156,10 +156,15 @@ class Run:
             return None
         status = prev.get("status")
         if prev.get("config_hash") == self.hash:
-            if status == "complete":
-                print(f"Run already complete at {self.out} ({RECORD_NAME}, config {self.hash}); nothing to do.")
-                return EXIT_OK
-            return None  # resume the same config
+            if status != "complete":
+                return None  # resume the same config
+            changed = self._evaluated_checkpoint_changed(prev)
+            if changed:
+                print(f"error: {self.out} holds a complete evaluation of another checkpoint: {changed}. It is not "
+                      f"overwritten. {self._start_over()}", file=sys.stderr)
+                return EXIT_CHANGED
+            print(f"Run already complete at {self.out} ({RECORD_NAME}, config {self.hash}); nothing to do.")
+            return EXIT_OK
         left = _state_files(self.out)
         if status != "complete" and not left:
             return None  # a failed start left nothing to mix with; its record goes into history
@@ -172,6 +177,22 @@ class Run:
               f"{self.hash}). {consequence}.\nChanged (recorded -> this command):\n{rows}\n{self._start_over()}",
               file=sys.stderr)
         return EXIT_CHANGED
+
+    def _evaluated_checkpoint_changed(self, prev: dict) -> str | None:
+        """Why a complete evaluation no longer describes --model-dir's checkpoint (None if it does)."""
+        loaded = prev.get("checkpoint") or {}
+        if not (self.args.eval_only and self.args.model_dir and loaded.get("sha256")):
+            return None
+        try:
+            path = ckpt.find_checkpoint(self.args.model_dir, self.args.load_epoch)
+        except CheckpointError:
+            return None  # the training is gone: the record still says what was evaluated
+        from mmrl.utils.download import sha256_file
+        now = sha256_file(path)
+        if now == loaded["sha256"]:
+            return None
+        return (f"{path} now has sha256 {now[:12]}, but this run evaluated {loaded.get('path')} with sha256 "
+                f"{loaded['sha256'][:12]} (the training was rerun since)")
 
     def _changes(self, prev: dict) -> list[tuple[str, Any, Any]]:
         rows = changed_keys(prev.get("config") or {}, self.cfg)
