@@ -473,6 +473,15 @@ def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None 
         if cfg.OPTIM.WARMUP_EPOCH > 0:
             _check_choice("OPTIM.WARMUP_TYPE", cfg.OPTIM.WARMUP_TYPE, ("constant",), prov,
                           " by the MMRL protocol's warm-up")
+    for key, flag in (("MODEL.HEAD.NAME", "--head"), ("DATASET.SOURCE_DOMAINS", "--source-domains"),
+                      ("DATASET.TARGET_DOMAINS", "--target-domains")):
+        if flat[key]:  # Dassl's domain-generalisation and head options: no MMRL dataset or model reads them
+            raise ConfigError(f"{key} = {flat[key]!r} (set by {prov.get(key, 'default')}) is not used by MMRL or "
+                              f"its datasets and would be ignored; leave {flag} / {key} unset.")
+    if cfg.RESUME and os.path.realpath(os.path.expanduser(cfg.RESUME)) != \
+            os.path.realpath(os.path.expanduser(cfg.OUTPUT_DIR)):
+        raise ConfigError(f"RESUME = {cfg.RESUME!r} (set by {prov.get('RESUME', 'default')}): a run resumes from its "
+                          f"own --output-dir by itself; to continue the run in {cfg.RESUME}, pass it as --output-dir.")
     unknown = [t for t in cfg.INPUT.TRANSFORMS if t not in TRANSFORM_NAMES]
     if unknown:
         raise ConfigError(f"INPUT.TRANSFORMS has unsupported {unknown} (set by "

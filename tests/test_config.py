@@ -150,3 +150,13 @@ def test_empty_named_flags_are_refused(flag):
         parse_run_args([flag, "", "TASK", "B2N"])
     with pytest.raises(ConfigError, match="--allow-unfinished only applies to --eval-only"):
         parse_run_args(["--allow-unfinished", "TASK", "B2N"])
+
+
+@pytest.mark.parametrize("opts", [("MODEL.HEAD.NAME", "mlp"), ("DATASET.SOURCE_DOMAINS", "['a']"),
+                                  ("RESUME", "/elsewhere/run")])
+def test_dassl_options_mmrl_would_ignore_are_refused(opts):
+    with pytest.raises(ConfigError, match=rf"{opts[0]} .*(ignored|--output-dir)"):
+        resolve_config(args_for(opts=("TASK", "B2N", *opts)))
+    with pytest.raises(ConfigError, match="--head"):
+        resolve_config(parse_run_args(["--head", "mlp", "--trainer", "MMRL", "--config-file",
+                                       str(REPO / "configs/trainers/MMRL/vit_b16.yaml"), "TASK", "B2N"]))

@@ -306,3 +306,11 @@ def test_complete_eval_of_a_checkpoint_that_changed_since_is_not_nothing_to_do(d
     err = capsys.readouterr().err
     assert "complete evaluation of another checkpoint" in err and "training was rerun since" in err
     assert record(ev) == before
+
+
+def test_no_train_run_is_not_the_trained_run(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_main(argv(data_root, out, "--no-train", epochs=1)) == 0
+    assert record(out)["identity"]["no_train"] is True
+    assert run_main(argv(data_root, out, epochs=1)) == 3  # not "nothing to do"
+    assert "--no-train: True -> None" in capsys.readouterr().err

@@ -66,8 +66,11 @@ def corrupt_record_hint(path: Path) -> str:
 def run_identity(args: RunArgs) -> dict[str, Any]:
     """The parts of a run's identity that are not config keys."""
     ident = {"eval_only": bool(args.eval_only), "load_epoch": args.load_epoch}
-    if args.allow_unfinished:  # only when set, so records made before the flag keep their hash
+    # only when set, so that records made without them keep their hash
+    if args.allow_unfinished:
         ident["allow_unfinished"] = True
+    if args.no_train:  # a built-but-untrained run is not the trained one
+        ident["no_train"] = True
     return ident
 
 
