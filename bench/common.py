@@ -17,9 +17,15 @@ CASES = {
 }
 
 
-def case_classes(case: str) -> tuple[list[str], str]:
-    resource_name, n, template = CASES[case]
-    return list(read_lines(resource_name)[:n]), template
+def case_classes(case: str, n: int | None = None) -> tuple[list[str], str]:
+    """The case's class names and template; ``n`` other than the case's own: ImageNet's first n names."""
+    resource_name, own, template = CASES[case]
+    if n is not None and n != own:
+        resource_name = "imagenet_clip_classnames.txt"
+    names = list(read_lines(resource_name)[:n or own])
+    if len(names) < (n or own):
+        raise SystemExit(f"{resource_name} has only {len(names)} class names; asked for {n}")
+    return names, template
 
 
 def load_random_backbone(name: str = "random:ViT-B-16", seed: int = 0):
@@ -29,6 +35,21 @@ def load_random_backbone(name: str = "random:ViT-B-16", seed: int = 0):
     from mmrl.clip.backbone import load_backbone
     torch.manual_seed(seed)
     return load_backbone(name)[0]
+
+
+_BACKBONES: dict[tuple, torch.nn.Module] = {}
+
+
+def shared_random_backbone(name: str, device: torch.device) -> torch.nn.Module:
+    """``load_random_backbone`` once per process and device (several class counts share it)."""
+    key = (name, str(device))
+    if key not in _BACKBONES:
+        _BACKBONES[key] = load_random_backbone(name).to(device)
+    return _BACKBONES[key]
+
+
+def drop_backbones() -> None:
+    _BACKBONES.clear()
 
 
 def _status_kb(field: str) -> int | None:

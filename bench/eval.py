@@ -47,8 +47,6 @@ def make_models(args, clip, data, device):
     from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
     from mmrl.models.prompts import Prompts
     cls = MultiModalRepresentationLearner
-    if args.model == "proposed":
-        from proposed import ProposedMMRL as cls
     prompts = Prompts.build(data.classnames, data.template)
     models = []
     for seed in (1, 2, 3):
@@ -64,7 +62,7 @@ def make_models(args, clip, data, device):
 
 def separate_pass(model, loader, head, device, precision):
     """What one evaluation run does (Trainer.test): its own data pass, forward_eval per batch."""
-    from mmrl.engine.trainer import autocast_context
+    from mmrl.engine.precision import autocast_context
     preds = []
     with torch.no_grad():
         for batch in loader:
@@ -89,11 +87,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="test batch (default 8 on CPU, 250 on CUDA)")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default 1 on CPU, 4 on CUDA)")
     ap.add_argument("--loader", choices=["plain", "cache"], default="plain")
-    ap.add_argument("--model", choices=["fast", "proposed"], default="fast",
-                    help="proposed: with the last-layer shortcut of bench/proposed.py")
     ap.add_argument("--image-size", type=int, default=64, help="side of the synthetic JPEGs (EuroSAT: 64)")
     ap.add_argument("--data-images", type=int, default=200, help="images for the data-loading-only timing")
-    ap.add_argument("--precision", choices=["fp32", "amp"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "amp", "bf16"], default="fp32",
+                    help="TEST.PREC (fp32, the default, evaluates as the authors' code does)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of (three separate passes, one together pass), order alternating; times are "
                          "the best round (least disturbed on a shared machine), per-round ratios are printed too")
@@ -191,11 +188,11 @@ def main() -> None:
            "ratio": round(sep_s / tog_s, 3),
            "ratio_median_of_rounds": round(common.median([s / t for s, t in zip(sep_runs, tog_runs)]), 3),
            "round_ratios": [round(s / t, 3) for s, t in zip(sep_runs, tog_runs)], "same_predictions": same,
-           "model": args.model, "data_images": n_data, "image_size": args.image_size,
+           "data_images": n_data, "image_size": args.image_size,
            "data_plain_images_per_s": round(n_data / plain_s, 1), "data_cache_images_per_s": round(n_data / cache_s, 1),
            "load_avg_end": common.load_average()}
     say(f"eval bench: backbone={args.backbone} device={args.device} images={n} batch={args.batch} "
-        f"loader={args.loader} model={args.model} workers={args.workers} load={load0}")
+        f"loader={args.loader} workers={args.workers} load={load0}")
     say(f"  one checkpoint        {out['one_images_per_s']:8.2f} images/s")
     say(f"  three, separate       {out['three_separate_images_per_s']:8.2f} images/s ({sep_s:.1f} s)")
     say(f"  three, together       {out['three_together_images_per_s']:8.2f} images/s ({tog_s:.1f} s)")

@@ -1,18 +1,24 @@
-"""Train-step time and peak memory: the fast path against the authors' way, in one run.
+"""Train-step time and peak memory: the harness's step against the straightforward one.
 
-    python bench/step.py --case eurosat|imagenet [--device cpu|cuda] [--trainer MMRL|MMRLpp] [--json]
+    python bench/step.py --case eurosat|imagenet [--device cpu|cuda] [--prec fp32|amp|bf16]
+                         [--classes 5,50,500] [--paths fast,graph,reference] [--profile] [--json]
 
-ViT-B/16-sized CLIP with random weights (no download), batch 4 on CPU / 32 on CUDA, fp32.
-A step is forward_train + backward + AdamW step. Paths (--paths):
-  fast       MultiModalRepresentationLearner (mmrl/models/mmrl.py)
-  reference  ReferenceMMRL (two CLIP copies, 77 tokens, every layer every step) with the
-             zero-shot text features computed once per run, as the authors' trainer does
-             (--reference-recompute-u: recompute them every step, ReferenceMMRL.forward_train as is)
-  proposed   fast + the shortcuts prototyped in bench/proposed.py
+ViT-B/16-sized CLIP with random weights (no download), the protocol's batch of 4. A step is
+what the trainer does per batch: forward_train under the precision's autocast, scaled
+backward, optimizer and grad-scaler step. Paths (--paths):
+  fast       the harness's step (mmrl.engine.train_step.TrainStep, eager): the fast model path
+             (mmrl/models/mmrl.py) and, on CUDA, fused AdamW
+  graph      the same step replayed from a CUDA graph (CUDA only; what training uses there)
+  reference  the straightforward computation (mmrl/models/reference.py: two CLIP copies, 77
+             text tokens, every layer every step, u once per run) with the plain AdamW and
+             GradScaler loop of the authors' trainer
 Each path runs in its own fresh subprocess (so its peak memory is its own): warm-up steps,
-then timed steps (median). CPU memory = peak RSS during the timed steps minus the RSS of the
-bare interpreter (weights + optimizer + activations); CUDA = torch.cuda.max_memory_allocated.
-The fused logits of the first step (same seeds, so same parameters and batch) are compared.
+then timed steps (median). ``--classes`` takes a list: the same process then measures each
+class count in turn (names from the ImageNet list, the case's template). CPU memory = peak
+RSS during the timed steps minus the bare interpreter's RSS; CUDA = max_memory_allocated.
+``--profile`` (CUDA) also records a few steps with torch.profiler: kernels per step, the time
+the GPU was busy per step against the wall time, and the ops that took the most GPU time.
+The fused logits of the first step (same seeds: same parameters and batch) are compared.
 """
 from __future__ import annotations
 
@@ -34,85 +40,88 @@ import torch  # noqa: E402
 import common  # noqa: E402
 
 # (warm-up, timed) steps per path on CPU, chosen to keep a case within a few minutes
-CPU_STEPS = {("eurosat", "fast"): (1, 3), ("eurosat", "proposed"): (1, 3), ("eurosat", "reference"): (1, 3),
-             ("imagenet", "fast"): (1, 2), ("imagenet", "proposed"): (1, 2), ("imagenet", "reference"): (0, 1)}
-CUDA_STEPS = (3, 10)
+CPU_STEPS = {("eurosat", "fast"): (1, 3), ("eurosat", "reference"): (1, 3),
+             ("imagenet", "fast"): (1, 2), ("imagenet", "reference"): (0, 1)}
+CUDA_STEPS = (5, 20)
+PROFILED_STEPS = 6
 
 
-def build(path: str, args, device: torch.device):
+def build(path: str, args, device: torch.device, n_classes: int):
     """(model with forward_train, trainable parameters) for one path, weights on ``device``."""
     from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
     from mmrl.models.prompts import Prompts
     from mmrl.models.reference import ReferenceMMRL
 
-    clip = common.load_random_backbone(args.backbone).to(device)
-    names, template = common.case_classes(args.case)
-    prompts = Prompts.build(names, template)
+    clip = common.shared_random_backbone(args.backbone, device)
+    names, template = common.case_classes(args.case, n_classes)
     spec = ArchSpec(trainer=args.trainer, rep_dim=2048 if args.case == "eurosat" and args.trainer == "MMRL" else 512)
-    cls = MultiModalRepresentationLearner
-    if path == "proposed":
-        from proposed import ProposedMMRL
-        cls = ProposedMMRL
     torch.manual_seed(1)
-    fast = cls(spec, clip, prompts, Behaviour(alpha=0.7, beta=0.9, reg_weight=1.0)).to(device)
+    fast = MultiModalRepresentationLearner(spec, clip, Prompts.build(names, template),
+                                           Behaviour(alpha=0.7, beta=0.9, reg_weight=1.0)).to(device)
     if path != "reference":
-        return fast, [p for p in fast.parameters() if p.requires_grad]
-
-    class AuthorsReference(ReferenceMMRL):
-        """u computed once per run (the released trainer's text_features_clip)."""
-
-        def __init__(self, fast, u):
-            super().__init__(fast)
-            self.u = u
-
-        def zero_shot(self, images):
-            with torch.no_grad():
-                g = self.clip_zs.encode_image(images, normalize=True)
-            return g, self.u
-
-    if args.reference_recompute_u:
-        ref = ReferenceMMRL(fast)
-    else:
-        u = fast.zero_shot_text_features()  # setup, not timed; equal to clip_zs.encode_text up to rounding
-        ref = AuthorsReference(fast, u)
-    object.__setattr__(fast, "clip", None)  # the reference holds its own two copies
+        return fast
+    ref = ReferenceMMRL(fast)
+    object.__setattr__(fast, "clip", None)  # the reference holds its own two copies, nothing else
     del clip
-    return ref, [p for p in ref.parameters() if p.requires_grad]
+    common.drop_backbones()
+    return ref
 
 
-def child(args) -> None:
-    """One path in this (fresh) process; writes its result JSON and first-step logits."""
-    base_mb = common.rss_mb()
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the logit comparison
-    torch.backends.cudnn.allow_tf32 = False
+def make_step(path: str, model, args, device: torch.device):
+    """A callable (images, labels) -> (loss, fused) doing one whole training step."""
+    from mmrl.engine.precision import autocast_context, resolve_precision
+    from mmrl.engine.train_step import TrainStep, build_adamw
+    prec = resolve_precision(args.prec, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    scaler = torch.amp.GradScaler("cuda", enabled=prec == "amp")
+    if path != "reference":
+        return TrainStep(model, build_adamw(params, device, lr=1e-3), scaler, prec, device, graphs=path == "graph")
+    opt = torch.optim.AdamW(params, lr=1e-3)
+
+    def step(images, labels):
+        with autocast_context(prec, device):
+            loss, fused = model.forward_train(images, labels)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss.detach(), fused.detach()
+    return step
+
+
+def profile_steps(step, images, labels, device) -> dict:
+    """Kernels per step, GPU-busy vs wall seconds per step, and the ops with the most GPU time."""
+    from torch.profiler import DeviceType, ProfilerActivity, profile
+    torch.cuda.synchronize()
     t0 = time.perf_counter()
-    model, params = build(args.child, args, device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(PROFILED_STEPS):
+            step(images, labels)
+        torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / PROFILED_STEPS
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.device_time for e in kernels) / PROFILED_STEPS  # microseconds
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=15, max_name_column_width=60)
+    return {"kernels_per_step": round(len(kernels) / PROFILED_STEPS, 1), "gpu_busy_s_per_step": busy_us / 1e6,
+            "wall_s_per_step_profiled": wall, "top_ops": table}
+
+
+def measure(path: str, args, device: torch.device, n_classes: int, base_mb: float) -> dict:
+    t0 = time.perf_counter()
+    model = build(path, args, device, n_classes)
+    step = make_step(path, model, args, device)
     gc.collect()
     build_s = time.perf_counter() - t0
-    opt = torch.optim.AdamW(params, lr=1e-3)
     g = torch.Generator().manual_seed(7)
-    n_cls = common.CASES[args.case][1]
     images = torch.randn(args.batch, 3, 224, 224, generator=g).to(device)
-    labels = torch.randint(0, n_cls, (args.batch,), generator=g).to(device)
-    first = {}
-
-    def step():
-        out = model.forward_train(images, labels)
-        loss, fused = out[0], out[1]
-        if not first:
-            first["fused"] = fused.detach().float().cpu()
-            first["loss"] = float(loss.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    labels = torch.randint(0, n_classes, (args.batch,), generator=g).to(device)
     model.train()
-    warm, timed = args.warmup, args.steps
+    loss0, fused0 = step(images, labels)
+    first = {"loss": float(loss0), "fused": fused0.float().cpu()}
     warm_s = []
-    for _ in range(warm):
+    for _ in range(args.warmup):
         with common.Clock(device) as c:
-            step()
+            step(images, labels)
         warm_s.append(c.wall)
     gc.collect()
     if device.type == "cuda":
@@ -122,9 +131,9 @@ def child(args) -> None:
         before = common.rss_mb()
         reset_ok = common.reset_peak_rss()
     walls, cpus = [], []
-    for _ in range(timed):
+    for _ in range(args.steps):
         with common.Clock(device) as c:
-            step()
+            step(images, labels)
         walls.append(c.wall)
         cpus.append(c.cpu)
     if device.type == "cuda":
@@ -135,29 +144,53 @@ def child(args) -> None:
         mem = {"peak_mem_mb": peak - base_mb, "act_mem_mb": peak - before,
                "mem_kind": "peak RSS during timed steps minus bare-interpreter RSS"
                + ("" if reset_ok else " (peak not resettable: includes construction)")}
-    res = {"path": args.child, "step_s": common.median(walls), "steps_s": walls, "steps_cpu_s": cpus,
-           "warmup_s": warm_s, "build_s": build_s, "loss0": first["loss"], **mem}
-    torch.save(first["fused"], args.out + ".pt")
-    Path(args.out).write_text(json.dumps(res))
+    res = {"path": path, "classes": n_classes, "step_s": common.median(walls), "steps_s": walls,
+           "steps_cpu_s": cpus, "warmup_s": warm_s, "build_s": build_s, "loss0": first["loss"], **mem}
+    if args.profile and device.type == "cuda":
+        res["profile"] = profile_steps(step, images, labels, device)
+    if hasattr(step, "replays"):
+        res["graph_replays"] = step.replays
+    del model, step
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {**res, "fused": first["fused"]}
 
 
-def run_path(path: str, args) -> dict:
-    warm, steps = (CUDA_STEPS if args.device == "cuda" else CPU_STEPS[(args.case, path)])
+def child(args) -> None:
+    """One path in this (fresh) process, for each class count; writes results and first-step logits."""
+    base_mb = common.rss_mb()
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the logit comparison
+    torch.backends.cudnn.allow_tf32 = False
+    out = []
+    for n in args.class_list:
+        res = measure(args.child, args, device, n, base_mb)
+        torch.save(res.pop("fused"), f"{args.out}.{n}.pt")
+        out.append(res)
+    Path(args.out).write_text(json.dumps(out))
+
+
+def run_path(path: str, args) -> list[dict]:
+    warm, steps = (CUDA_STEPS if args.device == "cuda" else CPU_STEPS[(args.case, "reference" if path == "reference"
+                                                                        else "fast")])
     warm = args.warmup if args.warmup is not None else warm
     steps = args.steps if args.steps is not None else steps
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "res.json")
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", path, "--out", out, "--case", args.case,
-               "--device", args.device, "--trainer", args.trainer, "--batch", str(args.batch),
-               "--warmup", str(warm), "--steps", str(steps), "--backbone", args.backbone]
-        if args.reference_recompute_u:
-            cmd.append("--reference-recompute-u")
+               "--device", args.device, "--trainer", args.trainer, "--batch", str(args.batch), "--prec", args.prec,
+               "--classes", ",".join(map(str, args.class_list)), "--warmup", str(warm), "--steps", str(steps),
+               "--backbone", args.backbone]
+        if args.profile:
+            cmd.append("--profile")
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         subprocess.run(cmd, check=True)
-        res = json.loads(Path(out).read_text())
-        res["fused"] = torch.load(out + ".pt")
-    return res
+        results = json.loads(Path(out).read_text())
+        for r in results:
+            r["fused"] = torch.load(f"{out}.{r['classes']}.pt")
+    return results
 
 
 def main() -> None:
@@ -165,68 +198,78 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(common.CASES), default="eurosat")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--trainer", choices=["MMRL", "MMRLpp"], default="MMRL")
-    ap.add_argument("--paths", default="fast,reference", help="comma list of fast, reference, proposed")
-    ap.add_argument("--batch", type=int, default=None, help="default 4 on CPU, 32 on CUDA")
+    ap.add_argument("--prec", choices=["fp32", "amp", "bf16"], default=None,
+                    help="default amp on CUDA (the protocol's), fp32 on CPU")
+    ap.add_argument("--classes", default=None, help="comma list of class counts (default: the case's)")
+    ap.add_argument("--paths", default="fast,reference", help="comma list of fast, graph (CUDA), reference")
+    ap.add_argument("--batch", type=int, default=4, help="the protocol's TRAIN_X.BATCH_SIZE (4)")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--profile", action="store_true", help="CUDA: profile a few steps per path and class count")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default 1 on CPU: see bench/README.md; torch's choice on CUDA)")
     ap.add_argument("--backbone", default="random:ViT-B-16")
-    ap.add_argument("--reference-recompute-u", action="store_true",
-                    help="reference recomputes the zero-shot text features every step")
     ap.add_argument("--json", action="store_true", help="print one JSON line (human lines go to stderr)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    cuda = args.device == "cuda"
+    args.prec = args.prec or ("amp" if cuda else "fp32")
+    args.class_list = [int(c) for c in args.classes.split(",")] if args.classes else [common.CASES[args.case][1]]
     if args.threads is None:
-        args.threads = 0 if args.device == "cuda" else 1
+        args.threads = 0 if cuda else 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.batch is None:
-        args.batch = 32 if args.device == "cuda" else 4
     if args.child:
         child(args)
         return
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if cuda and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device")
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if "graph" in paths and not cuda:
+        sys.exit("--paths graph needs --device cuda")
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     load0 = common.load_average()
     t0 = time.perf_counter()
-    say(f"step bench: case={args.case} trainer={args.trainer} device={args.device} batch={args.batch} "
-        f"threads={torch.get_num_threads()} backbone={args.backbone} load={load0}")
-    results = {}
-    for p in paths:
-        results[p] = r = run_path(p, args)
-        say(f"  {p:9s} step {r['step_s']:8.3f} s (median of {len(r['steps_s'])}; cpu {common.median(r['steps_cpu_s']):.1f} s)"
-            f"  peak mem {r['peak_mem_mb']:8.0f} MB (activations {r['act_mem_mb']:.0f} MB)  build {r['build_s']:.1f} s")
-    out = {"bench": "step", "case": args.case, "trainer": args.trainer, "device": args.device, "batch": args.batch,
-           "backbone": args.backbone, "classes": common.CASES[args.case][1],
-           "reference_u": "per step" if args.reference_recompute_u else "once per run",
-           "machine": common.machine(), "load_avg_start": load0, "load_avg_end": common.load_average()}
-    for p, r in results.items():
-        out[f"{p}_step_s"] = round(r["step_s"], 4)
-        out[f"{p}_best_step_s"] = round(min(r["steps_s"]), 4)
-        out[f"{p}_steps_s"] = [round(x, 4) for x in r["steps_s"]]
-        out[f"{p}_cpu_s"] = round(common.median(r["steps_cpu_s"]), 3)
-        out[f"peak_mem_{p}_mb"] = round(r["peak_mem_mb"], 1)
-        out[f"act_mem_{p}_mb"] = round(r["act_mem_mb"], 1)
-    if "reference" in results:
-        ref = results["reference"]
+    say(f"step bench: case={args.case} trainer={args.trainer} device={args.device} prec={args.prec} "
+        f"batch={args.batch} classes={args.class_list} threads={torch.get_num_threads()} backbone={args.backbone}")
+    results = {p: run_path(p, args) for p in paths}
+    rows = []
+    for i, n in enumerate(args.class_list):
+        row = {"classes": n}
         for p in paths:
-            if p == "reference":
-                continue
-            r = results[p]
-            suffix = "" if p == "fast" else f"_{p}"
-            out[f"ratio{suffix}"] = round(ref["step_s"] / r["step_s"], 3)
-            out[f"ratio_best{suffix}"] = round(min(ref["steps_s"]) / min(r["steps_s"]), 3)
-            out[f"mem_ratio{suffix}"] = round(r["peak_mem_mb"] / ref["peak_mem_mb"], 3)
-            out[f"max_abs_logit_diff{suffix}"] = float((r["fused"] - ref["fused"]).abs().max())
-            say(f"  {p} vs reference: {out[f'ratio{suffix}']:.2f}x faster (best vs best {out[f'ratio_best{suffix}']:.2f}x), "
-                f"memory {out[f'mem_ratio{suffix}']:.2f}x, "
-                f"max |logit diff| {out[f'max_abs_logit_diff{suffix}']:.2e}")
-    out["wall_s"] = round(time.perf_counter() - t0, 1)
-    say(f"  total {out['wall_s']:.0f} s, load average at end {out['load_avg_end']}")
+            r = results[p][i]
+            row[f"{p}_step_s"] = round(r["step_s"], 5)
+            row[f"{p}_best_step_s"] = round(min(r["steps_s"]), 5)
+            row[f"{p}_cpu_s"] = round(common.median(r["steps_cpu_s"]), 5)
+            row[f"peak_mem_{p}_mb"] = round(r["peak_mem_mb"], 1)
+            row[f"build_{p}_s"] = round(r["build_s"], 2)
+            if "profile" in r:
+                prof = r["profile"]
+                row[f"{p}_kernels_per_step"] = prof["kernels_per_step"]
+                row[f"{p}_gpu_busy_s"] = round(prof["gpu_busy_s_per_step"], 5)
+                say(f"--- {p}, {n} classes: profiled ops (self CUDA time) ---\n{prof['top_ops']}")
+            say(f"  {n:5d} classes {p:9s} step {r['step_s'] * 1e3:9.2f} ms (median of {len(r['steps_s'])}; "
+                f"host {common.median(r['steps_cpu_s']) * 1e3:.1f} ms)  peak mem {r['peak_mem_mb']:8.0f} MB"
+                + (f"  kernels/step {row[f'{p}_kernels_per_step']:.0f}, GPU busy {row[f'{p}_gpu_busy_s'] * 1e3:.2f} ms"
+                   if "profile" in r else ""))
+        if "reference" in results:
+            ref = results["reference"][i]
+            for p in paths:
+                if p == "reference":
+                    continue
+                r = results[p][i]
+                row[f"ratio_{p}"] = round(ref["step_s"] / r["step_s"], 3)
+                row[f"mem_ratio_{p}"] = round(r["peak_mem_mb"] / ref["peak_mem_mb"], 3)
+                row[f"max_abs_logit_diff_{p}"] = float((r["fused"] - ref["fused"]).abs().max())
+                say(f"  {n:5d} classes {p} vs reference: {row[f'ratio_{p}']:.2f}x faster, memory "
+                    f"{row[f'mem_ratio_{p}']:.2f}x, max |logit diff| {row[f'max_abs_logit_diff_{p}']:.2e} ({args.prec})")
+        rows.append(row)
+    out = {"bench": "step", "case": args.case, "trainer": args.trainer, "device": args.device, "prec": args.prec,
+           "batch": args.batch, "backbone": args.backbone, "rows": rows, "machine": common.machine(),
+           "load_avg_start": load0, "load_avg_end": common.load_average(),
+           "wall_s": round(time.perf_counter() - t0, 1)}
+    say(f"  total {out['wall_s']:.0f} s")
     if args.json:
         print(json.dumps(out), flush=True)
 

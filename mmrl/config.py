@@ -24,6 +24,7 @@ from mmrl.errors import ConfigError
 TASKS = ("B2N", "FS", "CD")
 SUBSAMPLE_MODES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+TEST_PRECISIONS = ("fp32", "amp", "bf16")
 TRAINER_NAMES = ("MMRL", "MMRLpp", "ZeroshotCLIP")
 
 # Keys that say where things are or how chatty a run is, not what it computes: left out of
@@ -31,7 +32,7 @@ TRAINER_NAMES = ("MMRL", "MMRLpp", "ZeroshotCLIP")
 NON_IDENTITY_KEYS = (
     "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATASET.FEWSHOT_DIR", "DATALOADER.NUM_WORKERS",
     "VERBOSE", "TRAIN.PRINT_FREQ", "MODEL.BACKBONE.CACHE_DIR", "USE_CUDA", "TEST.SAVE_LOGITS",
-    "TEST.CACHE_DIR",
+    "TEST.CACHE_DIR", "TRAIN.CUDA_GRAPH",
 )
 
 
@@ -171,6 +172,8 @@ def get_default_config() -> CN:
     c.TRAIN.CHECKPOINT_FREQ = 0
     c.TRAIN.PRINT_FREQ = 10
     c.TRAIN.COUNT_ITER = "train_x"
+    # Ours: on CUDA, replay each training step from a CUDA graph (the same kernels: speed only).
+    c.TRAIN.CUDA_GRAPH = True
 
     c.TEST = CN()
     c.TEST.EVALUATOR = "Classification"
@@ -183,6 +186,9 @@ def get_default_config() -> CN:
     c.TEST.SAVE_LOGITS = False
     # Ours: uint8 cache of decoded test images ("" = ~/.cache/mmrl/testcache, "none" = off).
     c.TEST.CACHE_DIR = ""
+    # Ours: evaluation arithmetic. The authors evaluate the fp32 model without autocast, also
+    # after amp training; "amp" / "bf16" evaluate under that autocast (CUDA; bf16 also on CPU).
+    c.TEST.PREC = "fp32"
 
     c.TRAINER = CN()
     c.TRAINER.NAME = ""
@@ -436,6 +442,7 @@ ENUMERATED = {
     "TRAINER.MMRL.PREC": PRECISIONS,
     "TRAINER.MMRLpp.PREC": PRECISIONS,
     "TRAINER.ZeroshotCLIP.PREC": PRECISIONS,
+    "TEST.PREC": TEST_PRECISIONS,
     "INPUT.INTERPOLATION": ("bilinear", "bicubic", "nearest"),
     "DATALOADER.TRAIN_X.SAMPLER": ("RandomSampler",),
     "DATALOADER.TEST.SAMPLER": ("SequentialSampler",),

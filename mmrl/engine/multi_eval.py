@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmrl.engine.trainer import autocast_context, resolve_precision
+from mmrl.engine.precision import autocast_context, resolve_precision
 
 log = logging.getLogger("mmrl.engine")
 

@@ -289,8 +289,10 @@ class Run:
         self.trainer = t = Trainer(self.cfg, self.out, eval_only=eval_only, model_dir=self.args.model_dir,
                                    load_epoch=self.args.load_epoch)
         self.record["precision"] = t.precision
-        t.build_data()
-        t.build_model()
+        for phase, build in (("data_s", t.build_data), ("model_s", t.build_model)):
+            start = time.time()
+            build()
+            t.timings[phase] = time.time() - start
         self.record["params"] = t.parameter_counts()
         if t.backbone_info is not None:
             self.record["backbone"] = vars(t.backbone_info)
@@ -321,6 +323,9 @@ class Run:
 
     def finish(self, code: int) -> int:
         timings = getattr(self.trainer, "timings", {}) if self.trainer is not None else {}
+        step = getattr(self.trainer, "step", None)
+        if step is not None:
+            self.record["train_step"] = step.report()
         self.record["timings"].update(finished=_now(), wall_s=round(time.time() - self.t0, 3),
                                       **{k: round(v, 3) for k, v in timings.items()})
         write_record(self.out, self.record)
@@ -388,7 +393,7 @@ def main_many(argvs: list[list[str]]) -> list[int]:
             with contextlib.ExitStack():
                 outputs = evaluate_together([t.model for t in trainers], trainers[0].test_loader,
                                             [t.head for t in trainers], trainers[0].device,
-                                            trainers[0].precision["used"],
+                                            trainers[0].precision["test_used"],
                                             save_logits=any(bool(t.cfg.TEST.SAVE_LOGITS) for t in trainers))
         except (Exception, KeyboardInterrupt) as e:
             outputs = [e] * len(group)
@@ -416,7 +421,7 @@ def _shareable_groups(runs: list[Run]) -> list[list[Run]]:
         t = r.trainer
         spec = getattr(t.model, "spec", None)
         key = (tuple(it.impath for it in t.data.test), tuple(r.cfg.INPUT.SIZE), r.cfg.INPUT.INTERPOLATION,
-               tuple(r.cfg.INPUT.PIXEL_MEAN), tuple(r.cfg.INPUT.PIXEL_STD), t.precision["used"],
+               tuple(r.cfg.INPUT.PIXEL_MEAN), tuple(r.cfg.INPUT.PIXEL_STD), t.precision["test_used"],
                getattr(spec, "backbone", r.cfg.MODEL.BACKBONE.NAME), getattr(t.model, "J", None),
                type(t.model).__name__)
         groups.setdefault(key, []).append(r)

@@ -1,9 +1,9 @@
 """The training / evaluation loop of the protocol (protocol.md §7, §8)."""
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
+import math
 import os
 import random
 import sys
@@ -20,7 +20,9 @@ from mmrl.clip.backbone import BackboneInfo, image_size, shared_backbone
 from mmrl.config import trainer_block
 from mmrl.engine import checkpoint as ckpt
 from mmrl.engine.evaluator import Classification
+from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.schedule import ProtocolLR
+from mmrl.engine.train_step import TrainStep, build_adamw
 from mmrl.errors import CheckpointError, ConfigError, RunError
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, count_parameters, select_test_logits
 from mmrl.models.prompts import Prompts
@@ -42,21 +44,6 @@ class AverageMeter:
     @property
     def avg(self) -> float:
         return self.sum / max(self.count, 1)
-
-
-def resolve_precision(prec: str, device: torch.device) -> str:
-    """What a requested PREC means on this device: amp/fp16 need CUDA (fp32 elsewhere)."""
-    if prec in ("amp", "fp16"):
-        return "amp" if device.type == "cuda" else "fp32"
-    return prec
-
-
-def autocast_context(prec: str, device: torch.device):
-    if prec == "amp":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    if prec == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -100,9 +87,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         blk = trainer_block(cfg)
         requested = blk.PREC if blk is not None else cfg.TRAINER.ZeroshotCLIP.PREC
-        self.precision = {"requested": requested, "used": resolve_precision(requested, self.device)}
-        if self.precision["used"] != requested:
-            log.warning("PREC %s needs CUDA; running in %s on %s", requested, self.precision["used"], self.device)
+        # training arithmetic (PREC) and evaluation arithmetic (TEST.PREC), requested and used here
+        self.precision = {"requested": requested, "used": resolve_precision(requested, self.device),
+                          "test_requested": cfg.TEST.PREC, "test_used": resolve_precision(cfg.TEST.PREC, self.device)}
+        for key, kind in (("PREC", ""), ("TEST.PREC", "test_")):
+            want, used = self.precision[kind + "requested"], self.precision[kind + "used"]
+            if used != want and not (key == "PREC" and eval_only):
+                log.warning("%s %s needs CUDA; running in %s on %s", key, want, used, self.device)
         self.start_epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.loaded_checkpoint: dict | None = None
@@ -165,11 +156,13 @@ class Trainer:
         self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         if not self.eval_only:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
-                                               betas=(cfg.OPTIM.ADAM_BETA1, cfg.OPTIM.ADAM_BETA2))
+            self.optimizer = build_adamw(params, self.device, lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
+                                         betas=(cfg.OPTIM.ADAM_BETA1, cfg.OPTIM.ADAM_BETA2))
             self.scheduler = ProtocolLR(self.optimizer, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH,
                                         cfg.OPTIM.WARMUP_CONS_LR, cfg.OPTIM.WARMUP_TYPE, cfg.OPTIM.LR_SCHEDULER)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision["used"] == "amp")
+            self.step = TrainStep(self.model, self.optimizer, self.scaler, self.precision["used"], self.device,
+                                  graphs=bool(cfg.TRAIN.CUDA_GRAPH))
         log.info("Loading evaluator: Classification")
 
     def parameter_counts(self) -> dict[str, int]:
@@ -267,7 +260,7 @@ class Trainer:
         num_batches = len(loader)
         meters = {"loss": AverageMeter(), "acc": AverageMeter()}
         batch_time, data_time = AverageMeter(), AverageMeter()
-        prec = self.precision["used"]
+        self.step.new_epoch()
         end = time.time()
         bar = tqdm(loader, total=num_batches, desc=f"epoch {epoch + 1}/{self.max_epoch}", leave=False,
                    disable=not sys.stderr.isatty(), file=sys.stderr)
@@ -275,19 +268,15 @@ class Trainer:
             data_time.update(time.time() - end)
             images = batch["img"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
-            with autocast_context(prec, self.device):
-                loss, fused, _ = self.model.forward_train(images, labels)
-            if not torch.isfinite(loss):
-                raise RunError(f"the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {batch_idx + 1}: "
+            loss, fused = self.step(images, labels)
+            # one host sync per step, for both numbers
+            loss_val, acc = torch.stack([loss.float(), (fused.argmax(dim=1) == labels).float().mean() * 100.0]).tolist()
+            if not math.isfinite(loss_val):
+                raise RunError(f"the loss became {loss_val} at epoch {epoch + 1}, batch {batch_idx + 1}: "
                                f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             if batch_idx + 1 == num_batches:  # protocol: the scheduler steps inside the last batch
                 self.scheduler.step()
-            acc = (fused.argmax(dim=1) == labels).float().mean().item() * 100.0
-            meters["loss"].update(loss.item(), labels.numel())
+            meters["loss"].update(loss_val, labels.numel())
             meters["acc"].update(acc, labels.numel())
             batch_time.update(time.time() - end)
             freq = self.cfg.TRAIN.PRINT_FREQ
@@ -310,7 +299,7 @@ class Trainer:
         log.info("Evaluate on the *test* set")
         save_logits = bool(self.cfg.TEST.SAVE_LOGITS)
         preds, labels_all, logits_all = [], [], []
-        prec = self.precision["used"]
+        prec = self.precision["test_used"]
         for batch in tqdm(self.test_loader, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr):
             images = batch["img"].to(self.device, non_blocking=True)
             with autocast_context(prec, self.device):

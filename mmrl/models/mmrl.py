@@ -23,7 +23,8 @@ from torch import nn
 
 from mmrl.errors import ConfigError
 from mmrl.models import towers
-from mmrl.models.prompts import Prompts
+from mmrl.models.arith import ActivationCache
+from mmrl.models.prompts import GroupPlan, Prompts
 from mmrl.models.representation import RepProjection, RepresentationLearner
 
 LOGIT_SCALE = 100.0
@@ -110,18 +111,29 @@ class MultiModalRepresentationLearner(nn.Module):
         self.prompts = prompts
         blocks = [*clip.transformer.resblocks, *clip.visual.transformer.resblocks]
         self._blockwise = all(towers.block_supported(b) for b in blocks)  # else: whole blocks, all queries
-        self._text_prefix: torch.Tensor | None = None   # text states after layer J-1 (constant)
-        self._zs_text: torch.Tensor | None = None       # frozen zero-shot text features u
-        self._eval_text: torch.Tensor | None = None     # w cached while in eval mode
+        # "prefix": text states after layer J-1 (constant); "u": frozen zero-shot text features;
+        # "w": text features while in eval mode (parameters fixed)
+        self._cache = ActivationCache()
+        self._plans: dict[tuple, GroupPlan] = {}
 
     # -- bookkeeping ------------------------------------------------------------------------
     def train(self, mode: bool = True):
-        self._eval_text = None  # parameters may change: eval text features must be recomputed
+        self._cache.drop("w")  # parameters may change: eval text features must be recomputed
         return super().train(mode)
 
     def set_prompts(self, prompts: Prompts) -> None:
         self.prompts = prompts
-        self._text_prefix = self._zs_text = self._eval_text = None
+        self._cache.drop()
+        self._plans.clear()
+
+    def _plan(self, padded: bool) -> GroupPlan:
+        """The class groups of the text passes, their indices on this model's device."""
+        key = (padded, str(self.device))
+        if key not in self._plans:
+            groups = (self.prompts.padded_groups(TEXT_GROUP_SIZE, TEXT_PAD_BUDGET) if padded
+                      else self.prompts.groups(TEXT_GROUP_SIZE))
+            self._plans[key] = self.prompts.plan(groups, self.device)
+        return self._plans[key]
 
     @property
     def device(self) -> torch.device:
@@ -158,27 +170,29 @@ class MultiModalRepresentationLearner(nn.Module):
     # -- text -------------------------------------------------------------------------------
     def _prefix_states(self) -> torch.Tensor:
         """Text states after layer J-1 for every class, cut after the longest prompt."""
-        if self._text_prefix is None or self._text_prefix.device != self.device:
+        @torch.no_grad()
+        def compute():
             ids = self.prompts.ids[:, : self.prompts.max_len].to(self.device)
-            with torch.no_grad():
-                x = towers.text_embed(self.clip, ids)
-                mask = towers.causal_mask(x.shape[1], x.device, x.dtype)
-                self._text_prefix = towers.run_layers(self.clip.transformer, x, 1, self.J - 1, mask)
-        return self._text_prefix
+            x = towers.text_embed(self.clip, ids)
+            mask = towers.causal_mask(x.shape[1], x.device, x.dtype)
+            return towers.run_layers(self.clip.transformer, x, 1, self.J - 1, mask)
+        return self._cache.get("prefix", self.device, compute)
 
     def zero_shot_text_features(self) -> torch.Tensor:
         """u_i: the frozen CLIP's normalised text features (computed once)."""
-        if self._zs_text is None or self._zs_text.device != self.device:
-            with torch.no_grad():
-                feats = []
-                for idx, length in self.prompts.groups(TEXT_GROUP_SIZE):
-                    x = self._prefix_states()[idx, :length]
-                    mask = towers.causal_mask(length, x.device, x.dtype)
-                    x = towers.run_layers(self.clip.transformer, x, self.J, self.n_layers, mask)
-                    eot = self.prompts.eot[idx].to(x.device)
-                    feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-                self._zs_text = F.normalize(self.prompts.scatter(feats).float(), dim=-1)
-        return self._zs_text
+        @torch.no_grad()
+        def compute():
+            plan = self._plan(padded=False)
+            feats = []
+            for idx, length, eot in plan.groups:
+                x = self._prefix_states()[idx, :length]
+                mask = towers.causal_mask(length, x.device, x.dtype)
+                x = towers.run_layers(self.clip.transformer, x, self.J, self.n_layers, mask)
+                feats.append(towers.text_project(self.clip, x[torch.arange(len(idx), device=x.device), eot]))
+            return F.normalize(plan.scatter(feats).float(), dim=-1)
+        # fp32 whatever autocast is in force: the reference computes u once, at build time
+        with torch.autocast(self.device.type, enabled=False):
+            return self._cache.get("u", self.device, compute)
 
     def _text_head_keys_values(self, bot: torch.Tensor, t_tokens: list[torch.Tensor]):
         """Run the class-independent head [BOT, T^J] through layers J..L once; per layer the
@@ -206,11 +220,12 @@ class MultiModalRepresentationLearner(nn.Module):
         prefix = self._prefix_states()
         n_head = 1 + self.spec.n_rep_tokens
         kvs = self._text_head_keys_values(prefix[:1, :1], t_tokens)
+        plan = self._plan(padded=True)
         feats = []
-        for idx, length in self.prompts.padded_groups(TEXT_GROUP_SIZE, TEXT_PAD_BUDGET):
+        for idx, length, eot in plan.groups:
             x = prefix[idx, 1:length]                 # each class's own tokens 1..eot (+ padding)
             n, t, _ = x.shape
-            eot = self.prompts.eot[idx].to(x.device) - 1  # eot's index in x
+            eot = eot - 1  # eot's index in x
             rows = torch.arange(n, device=x.device)
             # token i sees the whole head and tokens 0..i
             mask = torch.full((t, n_head + t), float("-inf"), device=x.device, dtype=x.dtype).triu_(n_head + 1)
@@ -226,21 +241,21 @@ class MultiModalRepresentationLearner(nn.Module):
                 else:  # only each class's eot is read after the last layer
                     q = towers.project_q(blk, normed[rows, eot].unsqueeze(1))
                     x = towers.block_finish(blk, x[rows, eot].unsqueeze(1), q, k, v, mask[eot][:, None, None])
-            feats.append((idx, towers.text_project(self.clip, x[:, 0])))
-        return F.normalize(self.prompts.scatter(feats), dim=-1)
+            feats.append(towers.text_project(self.clip, x[:, 0]))
+        return F.normalize(plan.scatter(feats), dim=-1)
 
     def _text_features_whole_blocks(self, t_tokens: list[torch.Tensor]) -> torch.Tensor:
         """text_features for blocks of another structure: every position through whole blocks."""
         k = self.spec.n_rep_tokens
+        plan = self._plan(padded=False)
         feats = []
         prefix = self._prefix_states()
-        for idx, length in self.prompts.groups(TEXT_GROUP_SIZE):
+        for idx, length, eot in plan.groups:
             x = prefix[idx, :length]
             mask = towers.causal_mask(length + k, x.device, x.dtype)
             x = self._run_from_J(self.clip.transformer, x, t_tokens, mask)
-            eot = self.prompts.eot[idx].to(x.device) + k
-            feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-        return F.normalize(self.prompts.scatter(feats), dim=-1)
+            feats.append(towers.text_project(self.clip, x[torch.arange(len(idx), device=x.device), eot + k]))
+        return F.normalize(plan.scatter(feats), dim=-1)
 
     # -- images -----------------------------------------------------------------------------
     def image_prefix(self, images: torch.Tensor) -> torch.Tensor:
@@ -297,13 +312,12 @@ class MultiModalRepresentationLearner(nn.Module):
 
     @torch.no_grad()
     def eval_text_features(self) -> torch.Tensor:
-        if self._eval_text is None or self.training:
+        def compute():
             _, t_tokens = self.representation_learner()
-            w = self.text_features(t_tokens)
-            if self.training:
-                return w
-            self._eval_text = w
-        return self._eval_text
+            return self.text_features(t_tokens)
+        if self.training:
+            return compute()
+        return self._cache.get("w", self.device, compute)
 
     @torch.no_grad()
     def forward_eval(self, images: torch.Tensor, prefix: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

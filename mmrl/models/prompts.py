@@ -62,12 +62,24 @@ class Prompts:
                 groups.append([c])
         return [(torch.tensor(g), max(eot[i] for i in g) + 1) for g in groups]
 
-    def scatter(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Reassemble per-group features into class order."""
-        if len(parts) == 1 and torch.equal(parts[0][0], torch.arange(self.num_classes)):
-            return parts[0][1]
-        first = parts[0][1]
-        out = first.new_empty((self.num_classes, first.shape[-1]))
-        idx_all = torch.cat([idx for idx, _ in parts]).to(first.device)
-        feats = torch.cat([f for _, f in parts])
-        return out.index_copy(0, idx_all, feats)
+    def plan(self, groups: list[tuple[torch.Tensor, int]], device: torch.device) -> "GroupPlan":
+        """``groups`` with their indices already on ``device``: a pass over them then copies nothing
+        from the host (so it can also be captured in a CUDA graph)."""
+        order = torch.cat([idx for idx, _ in groups])
+        in_order = torch.equal(order, torch.arange(self.num_classes))
+        return GroupPlan([(idx.to(device), length, self.eot[idx].to(device)) for idx, length in groups],
+                         None if in_order else order.to(device), self.num_classes)
+
+
+@dataclass
+class GroupPlan:
+    groups: list[tuple[torch.Tensor, int, torch.Tensor]]  # (class indices, cut length, eot positions)
+    order: torch.Tensor | None  # class of each row of the concatenated groups; None: already class order
+    num_classes: int
+
+    def scatter(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Per-group features (in ``groups`` order) reassembled into class order."""
+        rows = torch.cat(feats) if len(feats) > 1 else feats[0]
+        if self.order is None:
+            return rows
+        return rows.new_empty((self.num_classes, rows.shape[-1])).index_copy(0, self.order, rows)

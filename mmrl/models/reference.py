@@ -70,7 +70,8 @@ class ReferenceMMRL(nn.Module):
         with torch.no_grad():
             g = self.clip_zs.encode_image(images, normalize=True)
             if self._u is None or self._u.device != images.device:
-                self._u = self.clip_zs.encode_text(self.fast.prompts.ids.to(images.device), normalize=True)
+                with torch.autocast(images.device.type, enabled=False):  # built in fp32, before any autocast
+                    self._u = self.clip_zs.encode_text(self.fast.prompts.ids.to(images.device), normalize=True)
         return g, self._u
 
     def logits(self, images):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrl.models import towers
+from mmrl.models.arith import ActivationCache
 from mmrl.models.mmrl import LOGIT_SCALE
 from mmrl.models.prompts import Prompts
 
@@ -17,22 +18,22 @@ class ZeroshotCLIP(nn.Module):
         super().__init__()
         object.__setattr__(self, "clip", clip)
         self.prompts = prompts
-        self._text: torch.Tensor | None = None
+        self._cache = ActivationCache()
         self.register_buffer("_device_probe", torch.zeros(0), persistent=False)
 
     @torch.no_grad()
     def text_features(self) -> torch.Tensor:
-        if self._text is None or self._text.device != self._device_probe.device:
+        def compute():
+            device = self._device_probe.device
+            plan = self.prompts.plan(self.prompts.groups(256), device)
             feats = []
-            for idx, length in self.prompts.groups(256):
-                ids = self.prompts.ids[idx, :length].to(self._device_probe.device)
-                x = towers.text_embed(self.clip, ids)
+            for idx, length, eot in plan.groups:
+                x = towers.text_embed(self.clip, self.prompts.ids[:, :length].to(device)[idx])
                 x = towers.run_layers(self.clip.transformer, x, 1, towers.num_layers(self.clip),
                                       towers.causal_mask(length, x.device, x.dtype))
-                eot = self.prompts.eot[idx].to(x.device)
-                feats.append((idx, towers.text_project(self.clip, x[torch.arange(len(idx)), eot])))
-            self._text = F.normalize(self.prompts.scatter(feats).float(), dim=-1)
-        return self._text
+                feats.append(towers.text_project(self.clip, x[torch.arange(len(idx), device=device), eot]))
+            return F.normalize(plan.scatter(feats).float(), dim=-1)
+        return self._cache.get("text", self._device_probe.device, compute)
 
     @torch.no_grad()
     def forward_eval(self, images: torch.Tensor, prefix=None) -> dict[str, torch.Tensor]:

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU checks and numbers, in one run of under 8 minutes on a bare GPU machine:
+#   bash bench/gpu.sh                 (from the repository root; results in $OUT, default bench/gpu-out)
+# 1. the `cuda` tests; 2. train steps (fast, graphed, straightforward) at the protocol's batch and
+# precision, profiled; 3. end-to-end train.py + eval; 4. evaluation throughput through the real
+# loader; 5. the step time per class count for the protocol projection (bench/projection.py).
+# Packages the machine lacks (open_clip, yacs, ftfy) are installed from wheels in .whl/ if present:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl open_clip_torch ftfy wcwidth yacs
+# Each stage has its own time limit, so one that hangs costs only its share; results are
+# appended to $OUT/results.jsonl (one JSON line per benchmark), everything printed to $OUT/gpu.log.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! python3 -c "import open_clip, yacs, ftfy" 2>/dev/null; then
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/mmrl-site \
+            .whl/*.whl || exit 1
+        export PYTHONPATH="$PYTHONPATH:/tmp/mmrl-site"
+    else
+        echo "open_clip / yacs / ftfy missing and no wheels in .whl/ (see the header of this script)" >&2
+        exit 1
+    fi
+fi
+log="$OUT/gpu.log"
+results="$OUT/results.jsonl"
+: >"$results"
+
+stage() {  # stage NAME SECONDS COMMAND...: run with a limit; JSON lines on stdout go to results.jsonl
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name ($(date -u +%T), limit ${limit}s): $*" | tee -a "$log"
+    local t0=$SECONDS
+    timeout "$limit" "$@" 2>>"$log" | tee -a "$log" | grep '^{' >>"$results"
+    echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$log"
+}
+
+{
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    python3 -c "import torch, open_clip; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'open_clip', open_clip.__version__, 'cpus', __import__('os').cpu_count())"
+} 2>&1 | tee -a "$log"
+
+stage tests 120 python3 -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA
+stage step-eurosat 60 python3 bench/step.py --device cuda --case eurosat --paths fast,graph,reference --profile --json
+stage step-imagenet 90 python3 bench/step.py --device cuda --case imagenet --classes 500,1000 --batch 32 \
+    --paths fast,graph,reference --profile --json
+stage e2e 150 python3 bench/e2e.py --json
+stage eval-64px 60 python3 bench/eval.py --device cuda --images 3000 --batch 250 --workers 8 --rounds 2 --json
+stage eval-400px 50 python3 bench/eval.py --device cuda --images 500 --data-images 500 --image-size 400 \
+    --batch 250 --workers 16 --rounds 1 --json
+stage step-classes 60 python3 bench/step.py --device cuda --case imagenet --classes 5,19,24,50,98,199,500 \
+    --paths fast,graph --json
+stage step-mmrlpp 40 python3 bench/step.py --device cuda --case eurosat --trainer MMRLpp --paths graph,reference --json
+date -u | tee -a "$log"
