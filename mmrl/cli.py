@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from mmrl.errors import MMRLError
+from mmrl.errors import ConfigError, MMRLError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -28,7 +28,15 @@ def _cmd_eval_many(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mmrl.engine.run import main_many
-    argvs = json.loads(Path(args.jobs).read_text())
+    try:
+        argvs = json.loads(Path(args.jobs).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"eval-many jobs file {args.jobs} cannot be read as JSON ({type(e).__name__}: {e})") \
+            from None
+    if not isinstance(argvs, list) or not all(isinstance(a, list) and all(isinstance(x, str) for x in a)
+                                              for a in argvs):
+        raise ConfigError(f"eval-many jobs file {args.jobs}: expected a JSON list of train.py argument lists "
+                          f"(lists of strings)")
     codes = main_many([list(a) for a in argvs])
     return max(codes, default=0)
 
@@ -181,4 +189,8 @@ def _main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MMRLError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError) as e:
+        # a path given on the command line that cannot be used: name it, no traceback
+        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 2

@@ -299,13 +299,7 @@ class ConfigBuilder:
         if not p.is_file():
             raise ConfigError(f"{layer_kind} config file not found: {p}. Pass an existing YAML "
                               f"(the repository's are under {configs_dir()}).")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
-        self.merge_flat(_flatten_plain(data), f"{layer_kind}:{p}")
+        self.merge_flat(_flatten_plain(read_yaml_mapping(p)), f"{layer_kind}:{p}")
 
     def merge_opts(self, opts: list[str]) -> None:
         if len(opts) % 2:
@@ -323,14 +317,25 @@ class ConfigBuilder:
 # ---------------------------------------------------------------------------------------------
 # Per-dataset overrides (configs/overrides/<TRAINER>.yaml)
 
+def read_yaml_mapping(p: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError naming the file otherwise."""
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: not a readable YAML file ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
+    return data
+
+
 def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str, Any], Path | None]:
     """The override keys for (trainer, task, dataset) from the data file, or {} if none."""
     path = configs_dir() / "overrides" / f"{trainer}.yaml"
     if not path.is_file():
         return {}, None
-    data = yaml.safe_load(path.read_text()) or {}
-    table = data.get(task) or {}
-    entry = table.get(dataset_name) or {}
+    table = read_yaml_mapping(path).get(task) or {}
+    entry = table.get(dataset_name) if isinstance(table, dict) else table
+    entry = entry or {}
     if not isinstance(entry, dict):
         raise ConfigError(f"{path}: entry {task}/{dataset_name} must map config keys to values")
     return dict(entry), path

@@ -314,3 +314,52 @@ def test_no_train_run_is_not_the_trained_run(data_root, tmp_path, capsys):
     assert record(out)["identity"]["no_train"] is True
     assert run_main(argv(data_root, out, epochs=1)) == 3  # not "nothing to do"
     assert "--no-train: True -> None" in capsys.readouterr().err
+
+
+def test_record_from_a_newer_schema_is_refused(tmp_path):
+    from mmrl.engine.records import read_record
+    from mmrl.errors import RecordError
+    (tmp_path / "record.json").write_text(json.dumps({"schema": 99, "status": "complete"}))
+    with pytest.raises(RecordError, match="schema 99"):
+        read_record(tmp_path)
+
+
+def test_lock_path_taken_by_something_else_is_named(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / ".run.lock").mkdir(parents=True)
+    assert run_main(argv(data_root, out, epochs=1)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot open the run's lock file {out / '.run.lock'}" in err and "Traceback" not in err
+
+
+def test_unreadable_yaml_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe\x00 not utf-8")
+    a = ["--trainer", "MMRL", "--config-file", str(bad), "--output-dir", str(tmp_path / "run"), "TASK", "B2N"]
+    assert run_main(a) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not a readable YAML file" in err and "Traceback" not in err
+
+
+def test_eval_many_jobs_file_and_missing_paths_are_named(tmp_path, capsys):
+    from mmrl.cli import main as cli_main
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text('{"not": "a list"}')
+    assert cli_main(["eval-many", str(jobs)]) == 2
+    assert "expected a JSON list of train.py argument lists" in capsys.readouterr().err
+    assert cli_main(["eval-many", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json cannot be read as JSON" in capsys.readouterr().err
+
+
+def test_table_save_to_a_folder_is_named(tmp_path, capsys):
+    from mmrl.cli import main as cli_main
+    from mmrl.engine.records import write_record
+    from mmrl.sweep.plan import expand
+    out = str(tmp_path / "output")
+    for job in expand("b2n", trainers=["MMRL"], datasets=["eurosat"], seeds=[1], root="", output=out):
+        write_record(job.run_dir, {"status": "complete", "config_hash": "x", "metrics": {"accuracy": 50.0}})
+    (tmp_path / "dir").mkdir()
+    assert cli_main(["table", "--protocol", "b2n", "--output", out, "--seeds", "1", "--save",
+                     str(tmp_path / "dir")]) == 2
+    err = capsys.readouterr().err
+    assert "Is a directory" in err and str(tmp_path / "dir") in err

@@ -136,7 +136,11 @@ def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None)
         return best
     named = folder / "checkpoint"
     if named.is_file():
-        cand = folder / named.read_text().strip()
+        name = named.read_text(encoding="utf-8", errors="replace").strip()
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise CheckpointError(f"{named} names {name!r}, not a checkpoint file in {folder}; restore it "
+                                  f"or pass --load-epoch.")
+        cand = folder / name
         if cand.is_file():
             return cand
     files = sorted(folder.glob("model.pth.tar-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])

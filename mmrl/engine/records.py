@@ -55,6 +55,9 @@ def read_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:
                           f"{corrupt_record_hint(p)}") from None
     if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
         raise RecordError(f"{p} is not a run record (no 'status'). {corrupt_record_hint(p)}")
+    if not isinstance(rec.get("schema", SCHEMA), int) or rec.get("schema", SCHEMA) > SCHEMA:
+        raise RecordError(f"{p} has record schema {rec.get('schema')!r}; this version of the harness reads schema "
+                          f"{SCHEMA} and older. Use the version that wrote it, or move the run aside.")
     return rec
 
 

@@ -76,7 +76,11 @@ class _RunLock:
         self.fh = None
 
     def acquire(self) -> None:
-        self.fh = open(self.path, "w")
+        try:
+            self.fh = open(self.path, "w")
+        except OSError as e:
+            raise RunError(f"cannot open the run's lock file {self.path} ({e.strerror or e}); remove whatever is "
+                           f"at that path.") from None
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
