@@ -5,9 +5,11 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 
-from mmrl.errors import MMRLError
+from mmrl.errors import ConfigError, MMRLError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -26,7 +28,15 @@ def _cmd_eval_many(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mmrl.engine.run import main_many
-    argvs = json.loads(Path(args.jobs).read_text())
+    try:
+        argvs = json.loads(Path(args.jobs).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"eval-many jobs file {args.jobs} cannot be read as JSON ({type(e).__name__}: {e})") \
+            from None
+    if not isinstance(argvs, list) or not all(isinstance(a, list) and all(isinstance(x, str) for x in a)
+                                              for a in argvs):
+        raise ConfigError(f"eval-many jobs file {args.jobs}: expected a JSON list of train.py argument lists "
+                          f"(lists of strings)")
     codes = main_many([list(a) for a in argvs])
     return max(codes, default=0)
 
@@ -141,7 +151,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+def quiet_on_broken_pipe(fn: Callable[[], int]) -> int:
+    """Run a command whose output may go to a reader that stops early (`mmrl table | head`):
+    exit quietly instead of printing a BrokenPipeError traceback."""
+    try:
+        code = fn()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit; point it at /dev/null so that is silent too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    return quiet_on_broken_pipe(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and argv[0] in ("train", "eval", "explain"):
@@ -153,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     if getattr(args, "command", None) == "data" and getattr(args, "root", None) == "":
-        import os
         args.root = os.environ.get("DATA", "")
     try:
         return int(args.func(args) or 0)
     except MMRLError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError) as e:
+        # a path given on the command line that cannot be used: name it, no traceback
+        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 2

@@ -299,13 +299,7 @@ class ConfigBuilder:
         if not p.is_file():
             raise ConfigError(f"{layer_kind} config file not found: {p}. Pass an existing YAML "
                               f"(the repository's are under {configs_dir()}).")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
-        self.merge_flat(_flatten_plain(data), f"{layer_kind}:{p}")
+        self.merge_flat(_flatten_plain(read_yaml_mapping(p)), f"{layer_kind}:{p}")
 
     def merge_opts(self, opts: list[str]) -> None:
         if len(opts) % 2:
@@ -323,14 +317,25 @@ class ConfigBuilder:
 # ---------------------------------------------------------------------------------------------
 # Per-dataset overrides (configs/overrides/<TRAINER>.yaml)
 
+def read_yaml_mapping(p: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError naming the file otherwise."""
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: not a readable YAML file ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
+    return data
+
+
 def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str, Any], Path | None]:
     """The override keys for (trainer, task, dataset) from the data file, or {} if none."""
     path = configs_dir() / "overrides" / f"{trainer}.yaml"
     if not path.is_file():
         return {}, None
-    data = yaml.safe_load(path.read_text()) or {}
-    table = data.get(task) or {}
-    entry = table.get(dataset_name) or {}
+    table = read_yaml_mapping(path).get(task) or {}
+    entry = table.get(dataset_name) if isinstance(table, dict) else table
+    entry = entry or {}
     if not isinstance(entry, dict):
         raise ConfigError(f"{path}: entry {task}/{dataset_name} must map config keys to values")
     return dict(entry), path
@@ -354,6 +359,7 @@ class RunArgs:
     load_epoch: int | None = None
     train_epoch: int | None = None
     no_train: bool = False
+    allow_unfinished: bool = False
     source_domains: list[str] | None = None
     target_domains: list[str] | None = None
     transforms: list[str] | None = None
@@ -399,8 +405,10 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
         if entry:
             b.merge_flat(entry, f"override:{path.name}[{task}/{dataset_name}]")
 
+    if args.train_epoch is not None:
+        # Dassl drops a falsy --train-epoch; here 0 is applied and refused by validate()
+        b.set("OPTIM.MAX_EPOCH", int(args.train_epoch), "cli --train-epoch")
     named = [
-        ("OPTIM.MAX_EPOCH", args.train_epoch, "--train-epoch"),
         ("DATASET.ROOT", args.root, "--root"),
         ("OUTPUT_DIR", args.output_dir, "--output-dir"),
         ("RESUME", args.resume, "--resume"),
@@ -411,7 +419,7 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
         ("MODEL.HEAD.NAME", args.head, "--head"),
     ]
     for key, value, flag in named:
-        if value:  # Dassl applies a named option only when it is truthy
+        if value:  # unset ("" / None); args.parse_run_args refuses an explicitly empty value
             b.set(key, value, f"cli {flag}")
     if args.seed is not None:
         # Unlike Dassl (which drops a falsy --seed), --seed 0 really seeds with 0.
@@ -419,7 +427,8 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
 
     b.merge_opts(list(args.opts))
     cfg = b.cfg
-    validate(cfg)
+    validate(cfg, trains=not args.eval_only and cfg.TRAINER.NAME != "ZeroshotCLIP",
+             provenance=b.provenance)
     cfg.freeze()
     return ResolvedConfig(cfg, b.provenance)
 
@@ -429,17 +438,69 @@ def trainer_block(cfg: CN) -> CN | None:
     return cfg.TRAINER[name] if name in ("MMRL", "MMRLpp") else None
 
 
-def validate(cfg: CN) -> None:
-    if cfg.TASK not in TASKS:
-        raise ConfigError(f"TASK {cfg.TASK!r} is not one of {', '.join(TASKS)}")
-    if cfg.DATASET.SUBSAMPLE_CLASSES not in SUBSAMPLE_MODES:
-        raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES {cfg.DATASET.SUBSAMPLE_CLASSES!r} must be one of "
-                          f"{', '.join(SUBSAMPLE_MODES)}")
+# Enumerated keys: the values this harness implements. Dassl accepts more for some of them
+# (other optimisers, schedulers, samplers, evaluators); running with one of those would
+# silently use the protocol's choice instead, so they are refused before anything loads.
+ENUMERATED = {
+    "TASK": TASKS,
+    "DATASET.SUBSAMPLE_CLASSES": SUBSAMPLE_MODES,
+    "TRAINER.MMRL.PREC": PRECISIONS,
+    "TRAINER.MMRLpp.PREC": PRECISIONS,
+    "TRAINER.ZeroshotCLIP.PREC": PRECISIONS,
+    "TEST.PREC": TEST_PRECISIONS,
+    "INPUT.INTERPOLATION": ("bilinear", "bicubic", "nearest"),
+    "DATALOADER.TRAIN_X.SAMPLER": ("RandomSampler",),
+    "DATALOADER.TEST.SAMPLER": ("SequentialSampler",),
+    "TEST.EVALUATOR": ("Classification",),
+    "TEST.SPLIT": ("test",),
+    "TEST.FINAL_MODEL": ("last_step",),
+    "TRAIN.COUNT_ITER": ("train_x",),
+}
+# Only a training run builds an optimiser and a schedule (Dassl's defaults, "adam" and
+# "single_step", stay legal for evaluation-only configs).
+ENUMERATED_TRAINING = {
+    "OPTIM.NAME": ("adamw",),
+    "OPTIM.LR_SCHEDULER": ("cosine",),
+}
+TRANSFORM_NAMES = ("random_resized_crop", "random_crop", "random_flip", "center_crop", "normalize")
+
+
+def _check_choice(key: str, value: Any, allowed: tuple, provenance: dict[str, str], why: str = "") -> None:
+    if value in allowed:
+        return
+    where = provenance.get(key, "default")
+    raise ConfigError(f"{key} = {value!r} (set by {where}) is not supported{why}; allowed: "
+                      f"{', '.join(repr(a) for a in allowed)}.")
+
+
+def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None = None) -> None:
+    """Refuse values the harness would not honour, before any data or model is loaded."""
+    prov = provenance or {}
+    flat = flatten(cfg)
+    for key, allowed in ENUMERATED.items():
+        _check_choice(key, flat[key], allowed, prov)
+    if trains:
+        for key, allowed in ENUMERATED_TRAINING.items():
+            _check_choice(key, flat[key], allowed, prov, " by the MMRL protocol's training loop")
+        if cfg.OPTIM.WARMUP_EPOCH > 0:
+            _check_choice("OPTIM.WARMUP_TYPE", cfg.OPTIM.WARMUP_TYPE, ("constant",), prov,
+                          " by the MMRL protocol's warm-up")
+    for key, flag in (("MODEL.HEAD.NAME", "--head"), ("DATASET.SOURCE_DOMAINS", "--source-domains"),
+                      ("DATASET.TARGET_DOMAINS", "--target-domains")):
+        if flat[key]:  # Dassl's domain-generalisation and head options: no MMRL dataset or model reads them
+            raise ConfigError(f"{key} = {flat[key]!r} (set by {prov.get(key, 'default')}) is not used by MMRL or "
+                              f"its datasets and would be ignored; leave {flag} / {key} unset.")
+    if cfg.RESUME and os.path.realpath(os.path.expanduser(cfg.RESUME)) != \
+            os.path.realpath(os.path.expanduser(cfg.OUTPUT_DIR)):
+        raise ConfigError(f"RESUME = {cfg.RESUME!r} (set by {prov.get('RESUME', 'default')}): a run resumes from its "
+                          f"own --output-dir by itself; to continue the run in {cfg.RESUME}, pass it as --output-dir.")
+    unknown = [t for t in cfg.INPUT.TRANSFORMS if t not in TRANSFORM_NAMES]
+    if unknown:
+        raise ConfigError(f"INPUT.TRANSFORMS has unsupported {unknown} (set by "
+                          f"{prov.get('INPUT.TRANSFORMS', 'default')}); supported: {', '.join(TRANSFORM_NAMES)}.")
     for name in ("MMRL", "MMRLpp"):
         blk = cfg.TRAINER[name]
         where = f"TRAINER.{name}"
-        if blk.PREC not in PRECISIONS:
-            raise ConfigError(f"{where}.PREC {blk.PREC!r} must be one of {', '.join(PRECISIONS)}")
         layers = list(blk.REP_LAYERS)
         if layers and (layers != sorted(set(layers)) or min(layers) < 1):
             raise ConfigError(f"{where}.REP_LAYERS must be sorted, unique, 1-based layer numbers; got {layers}")
@@ -447,15 +508,11 @@ def validate(cfg: CN) -> None:
             raise ConfigError(f"{where}.N_REP_TOKENS and REP_DIM must be positive")
         if not 0.0 <= blk.ALPHA <= 1.0:
             raise ConfigError(f"{where}.ALPHA must lie in [0, 1]; got {blk.ALPHA}")
-    if cfg.TRAINER.ZeroshotCLIP.PREC not in PRECISIONS:
-        raise ConfigError(f"TRAINER.ZeroshotCLIP.PREC must be one of {', '.join(PRECISIONS)}")
-    if cfg.TEST.PREC not in TEST_PRECISIONS:
-        raise ConfigError(f"TEST.PREC {cfg.TEST.PREC!r} must be one of {', '.join(TEST_PRECISIONS)} "
-                          f"(fp32 evaluates as the authors' code does)")
     if cfg.DATALOADER.TRAIN_X.BATCH_SIZE < 1 or cfg.DATALOADER.TEST.BATCH_SIZE < 1:
         raise ConfigError("DATALOADER.TRAIN_X.BATCH_SIZE and DATALOADER.TEST.BATCH_SIZE must be >= 1")
     if cfg.OPTIM.MAX_EPOCH < 1:
-        raise ConfigError(f"OPTIM.MAX_EPOCH must be >= 1; got {cfg.OPTIM.MAX_EPOCH}")
+        raise ConfigError(f"OPTIM.MAX_EPOCH must be >= 1; got {cfg.OPTIM.MAX_EPOCH} "
+                          f"(set by {prov.get('OPTIM.MAX_EPOCH', 'default')})")
     size = tuple(cfg.INPUT.SIZE)
     if len(size) != 2 or size[0] != size[1]:
         raise ConfigError(f"INPUT.SIZE must be a square (H, W) pair; got {size}")
@@ -483,6 +540,18 @@ def config_hash(cfg: CN, run: dict[str, Any] | None = None) -> str:
     payload = {"config": flat, "run": run or {}}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def changed_keys(recorded: dict[str, Any], cfg: CN | dict[str, Any], ignore: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """(key, recorded value, value now) for each key the config hash covers that differs
+    between a recorded config (``config_to_dict`` form) and ``cfg`` (a config or another record's)."""
+    def norm(v: Any) -> str:
+        return json.dumps(list(v) if isinstance(v, tuple) else v, sort_keys=True, default=str)
+    old, new = _flatten_plain(recorded), flatten(cfg) if isinstance(cfg, CN) else _flatten_plain(cfg)
+    keys = sorted((set(old) | set(new)) - set(NON_IDENTITY_KEYS) - set(ignore))
+    missing = "<absent>"
+    return [(k, old.get(k, missing), new.get(k, missing)) for k in keys
+            if k not in old or k not in new or norm(old[k]) != norm(new[k])]
 
 
 def dump_config_text(cfg: CN) -> str:

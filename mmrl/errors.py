@@ -23,3 +23,7 @@ class CheckpointError(MMRLError):
 
 class RunError(MMRLError):
     pass
+
+
+class RecordError(RunError):
+    """A run's record.json exists but cannot be read."""

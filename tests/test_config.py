@@ -107,3 +107,56 @@ def test_lr_few_shot_tail():
         sched.step()
     assert math.isclose(lrs[2], 9.9901e-4, rel_tol=1e-4)
     assert math.isclose(lrs[48], 8.8564e-6, rel_tol=1e-4) and math.isclose(lrs[49], 3.9426e-6, rel_tol=1e-4)
+
+
+def test_enumerated_keys_are_validated_with_the_config():
+    bad = {"OPTIM.NAME": "sgd", "OPTIM.LR_SCHEDULER": "multi_step", "OPTIM.WARMUP_TYPE": "linear",
+           "TEST.EVALUATOR": "Fancy", "TEST.SPLIT": "val", "DATALOADER.TRAIN_X.SAMPLER": "RandomDomainSampler",
+           "INPUT.INTERPOLATION": "area", "TRAINER.MMRL.PREC": "fp8", "INPUT.TRANSFORMS": "['colorjitter']"}
+    for key, value in bad.items():
+        with pytest.raises(ConfigError, match=rf"{key}.*(set by cli opts).*(allowed|supported)"):
+            resolve_config(args_for(opts=("TASK", "B2N", key, value)))
+    # an evaluation builds no optimiser: Dassl's default "adam" stays legal there
+    ev = args_for(opts=("TASK", "B2N", "OPTIM.NAME", "adam", "OPTIM.LR_SCHEDULER", "single_step"))
+    ev.eval_only = True
+    assert resolve_config(ev).cfg.OPTIM.NAME == "adam"
+    # a warm-up type matters only with a warm-up
+    assert resolve_config(args_for(opts=("TASK", "B2N", "OPTIM.WARMUP_EPOCH", "0", "OPTIM.WARMUP_TYPE", "linear")))
+
+
+def test_schedule_refuses_with_the_config_error_type():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ConfigError, match="OPTIM.LR_SCHEDULER"):
+        ProtocolLR(opt, 1e-3, 10, 1, 1e-5, "constant", "single_step")
+
+
+def test_changed_keys_lists_what_the_hash_covers():
+    from mmrl.config import changed_keys, config_to_dict
+    a = resolve_config(args_for()).cfg
+    b = resolve_config(args_for(opts=("TASK", "B2N", "OPTIM.LR", "0.5", "DATASET.ROOT", "/elsewhere"))).cfg
+    assert changed_keys(config_to_dict(a), b) == [("OPTIM.LR", 0.001, 0.5)]  # DATASET.ROOT is not identity
+    assert changed_keys(config_to_dict(a), a) == []
+    assert config_hash(a) != config_hash(b)
+
+
+def test_train_epoch_zero_is_applied_then_refused():
+    with pytest.raises(ConfigError, match=r"OPTIM.MAX_EPOCH must be >= 1; got 0 \(set by cli --train-epoch\)"):
+        resolve_config(RunArgs(**{**vars(args_for()), "train_epoch": 0}))
+
+
+@pytest.mark.parametrize("flag", ["--root", "--output-dir", "--model-dir", "--config-file", "--backbone"])
+def test_empty_named_flags_are_refused(flag):
+    with pytest.raises(ConfigError, match=f"{flag} was given an empty value"):
+        parse_run_args([flag, "", "TASK", "B2N"])
+    with pytest.raises(ConfigError, match="--allow-unfinished only applies to --eval-only"):
+        parse_run_args(["--allow-unfinished", "TASK", "B2N"])
+
+
+@pytest.mark.parametrize("opts", [("MODEL.HEAD.NAME", "mlp"), ("DATASET.SOURCE_DOMAINS", "['a']"),
+                                  ("RESUME", "/elsewhere/run")])
+def test_dassl_options_mmrl_would_ignore_are_refused(opts):
+    with pytest.raises(ConfigError, match=rf"{opts[0]} .*(ignored|--output-dir)"):
+        resolve_config(args_for(opts=("TASK", "B2N", *opts)))
+    with pytest.raises(ConfigError, match="--head"):
+        resolve_config(parse_run_args(["--head", "mlp", "--trainer", "MMRL", "--config-file",
+                                       str(REPO / "configs/trainers/MMRL/vit_b16.yaml"), "TASK", "B2N"]))

@@ -151,3 +151,25 @@ def test_default_dir_honours_mmrl_cache(monkeypatch, tmp_path):
     assert fewshot_path(None, "eurosat", 16, -1) == tmp_path / "c" / "fewshot" / "eurosat" / "shot_16-seed_-1.json"
     monkeypatch.delenv("MMRL_CACHE")
     assert str(default_fewshot_dir()).endswith(".cache/mmrl/fewshot")
+
+
+def test_stored_file_for_another_draw_or_edited_is_refused(tmp_path):
+    train, val = _ds_items(tmp_path)
+    random.seed(1)
+    _call(tmp_path, train, val)
+    path = tmp_path / "fs" / "toy" / "shot_4-seed_7.json"
+    rec = json.loads(path.read_text())
+    # a 2-shot file copied over the 4-shot name
+    path.write_text(json.dumps({**rec, "num_shots": 2}))
+    with pytest.raises(DatasetError, match=r"shot_4-seed_7.json is stale: it was drawn for \{'num_shots': 2\}"):
+        _call(tmp_path, train, val)
+    # an edited list: one class short, or an image twice
+    path.write_text(json.dumps({**rec, "train": rec["train"][:-1]}))
+    with pytest.raises(DatasetError, match="wrong number of images for 4 shots"):
+        _call(tmp_path, train, val)
+    path.write_text(json.dumps({**rec, "train": rec["train"][:-1] + rec["train"][:1]}))
+    with pytest.raises(DatasetError, match="names an image twice"):
+        _call(tmp_path, train, val)
+    path.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(DatasetError, match="cannot be read as JSON"):
+        _call(tmp_path, train, val)

@@ -48,16 +48,27 @@ def test_read_split_missing_images_named(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    ("{not json", "not valid JSON"),
+    ("{not json", "cannot be read as JSON"),
     ('{"train": []}', "keys 'train', 'val', 'test'"),
     ('{"train": [["a", 0]], "val": [], "test": []}', "entry 0 of 'train'"),
+    ('{"train": [["a", "zero", "x"]], "val": [], "test": []}', "entry 0 of 'train'"),
+    ('{"train": [["/etc/passwd", 0, "x"]], "val": [], "test": []}', "entry 0 of 'train'"),
+    ('{"train": [["../other/a.jpg", 0, "x"]], "val": [], "test": []}', "entry 0 of 'train'"),
+    ('{"train": [["a", 0, "cat"]], "val": [], "test": [["b", 0, "dog"]]}', "label 0 is both 'cat' and 'dog'"),
 ])
 def test_read_split_bad_files(tmp_path, content, match):
     path = tmp_path / "s.json"
     path.write_text(content)
     with pytest.raises(DatasetError, match=match) as e:
-        read_split(path, str(tmp_path))
+        read_split(path, str(tmp_path), check_exists=False)
     assert str(path) in str(e.value)
+
+
+def test_read_split_unreadable_bytes_named(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DatasetError, match="cannot be read as JSON"):
+        read_split(path, str(tmp_path))
 
 
 def test_split_trainval_reference_rule():

@@ -189,3 +189,14 @@ def test_aircraft_unknown_variant(tmp_path):
         f.write("1234567 Concorde\n")
     with pytest.raises(DatasetError, match=r"images_variant_val.txt:\d+: variant 'Concorde'"):
         build_dataset("FGVCAircraft", tmp_path)
+
+
+def test_reference_pickle_for_another_k_is_refused(eurosat, tmp_path):
+    random.seed(1)
+    two = build_dataset("EuroSAT", eurosat.parent, num_shots=2, seed=1, fewshot_dir=tmp_path / "other")
+    write_reference_pickle(eurosat / "split_fewshot" / "shot_1-seed_1.pkl", {"train": two.train_x, "val": []})
+    try:
+        with pytest.raises(DatasetError, match=r"shot_1-seed_1.pkl: .*wrong number of images for 1 shots.*Move the"):
+            build_dataset("EuroSAT", eurosat.parent, num_shots=1, seed=1, fewshot_dir=tmp_path / "fs")
+    finally:
+        (eurosat / "split_fewshot" / "shot_1-seed_1.pkl").unlink()

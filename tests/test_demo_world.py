@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from mmrl.demo import world
+from mmrl.errors import DatasetError
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +134,15 @@ def test_demo_dataset_without_a_root_uses_the_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(world, "ensure_demo_dataset", lambda root=None: made.append(root) or tmp_path / "demo")
     ds = Demo("")
     assert ds.resolve() == str(tmp_path / "demo") and made == [None]
-    # a data root without demo/ is not written to: the cache is used
+    # a data root without demo/ is refused (never a silent switch to the cache) and not written to
     ds = Demo(str(tmp_path / "data"))
-    assert ds.resolve() == str(tmp_path / "demo") and made == [None, None]
-    assert not (tmp_path / "data").exists()
+    with pytest.raises(DatasetError, match="Leave --root out"):
+        ds.resolve()
+    assert made == [None] and not (tmp_path / "data").exists()
     # a data root holding a demo/ folder with a split (not generated here) is used as is
     own = tmp_path / "mine" / "demo"
     own.mkdir(parents=True)
     (own / "split_zhou_Demo.json").write_text('{"train": [], "val": [], "test": []}')
     ds = Demo(str(tmp_path / "mine"))
-    assert ds.resolve() == str(own) and len(made) == 2
+    assert ds.resolve() == str(own) and len(made) == 1
     assert os.path.basename(ds.dataset_dir) == "demo"

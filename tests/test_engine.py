@@ -1,5 +1,4 @@
 """The engine end to end on a synthetic EuroSAT layout with the tiny backbone."""
-import json
 import re
 from pathlib import Path
 
@@ -8,32 +7,12 @@ import pytest
 import torch
 
 from mmrl.engine.run import main as run_main
-
-REPO = Path(__file__).resolve().parents[1]
-FAST = ["MODEL.BACKBONE.NAME", "tiny-test", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "64",
-        "TRAIN.PRINT_FREQ", "5"]
+from engine_helpers import argv, record, write_eurosat
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from mmrl.datasets.synthetic import write_synthetic_dataset
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic_dataset("eurosat", root, n_per_class=20)
-    return root
-
-
-def argv(root, out, *extra_named, seed=1, trainer="MMRL", opts=(), epochs=2, subsample="base", shots=4):
-    return ["--root", str(root), "--seed", str(seed), "--trainer", trainer,
-            "--dataset-config-file", str(REPO / "configs/datasets/eurosat.yaml"),
-            "--config-file", str(REPO / f"configs/trainers/{trainer}/vit_b16.yaml"),
-            "--output-dir", str(out), *extra_named,
-            "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", subsample, "TASK", "B2N",
-            "OPTIM.MAX_EPOCH", str(epochs), "DATASET.FEWSHOT_DIR", str(Path(out).parent / "fewshot"),
-            *FAST, *opts]
-
-
-def record(out):
-    return json.loads((Path(out) / "record.json").read_text())
+    return write_eurosat(tmp_path_factory)
 
 
 def final_state(out):

@@ -155,3 +155,30 @@ def test_cli_table_exit_codes_and_formats(b2n_out, capsys, tmp_path):
     assert _cli(["table", "--protocol", "fs", "--output", b2n_out]) == 2
     assert "no fs runs" in capsys.readouterr().err
     assert Path(b2n_out).is_dir()
+
+
+def test_unreadable_record_is_refused_not_read_from_log_txt(b2n_out):
+    jobs = b2n_jobs(b2n_out)
+    broken = Path(jobs[0].run_dir)
+    (broken / "record.json").write_text('{"status": "comp')  # cut short
+    (broken / "log.txt").write_text("=> result\n* accuracy: 99.9%\n")
+    with pytest.raises(IncompleteResults) as err:
+        build_report(jobs)
+    assert f"{broken / 'record.json'} exists but cannot be read" in str(err.value)
+    rep = build_report(jobs, allow_partial=True)
+    e = rep.entry("MMRL", jobs[0].dataset, None)
+    assert e.partial and 99.9 not in e.metrics[jobs[0].metric].values.values()
+
+
+def test_cell_mixing_two_configs_is_refused(tmp_path):
+    out = str(tmp_path / "output")
+    jobs = b2n_jobs(out)
+    for job in jobs:
+        lr = 0.002 if (job.dataset, job.seed, job.metric) == ("eurosat", 2, "base") else 0.001
+        write_record(job.run_dir, {"status": "complete", "config_hash": "x", "metrics": {"accuracy": 50.0},
+                                   "config": {"SEED": job.seed, "OUTPUT_DIR": job.run_dir, "OPTIM": {"LR": lr}}})
+    with pytest.raises(IncompleteResults, match=r"differ in OPTIM.LR 0.001 vs 0.002") as err:
+        build_report(jobs)
+    assert "seed2" in str(err.value)
+    with pytest.raises(IncompleteResults):
+        build_report(jobs, allow_partial=True)

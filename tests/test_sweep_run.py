@@ -63,6 +63,20 @@ def test_failed_training_blocks_its_eval_then_resumes_in_place(out, monkeypatch)
     assert not (Path(jobs[0].run_dir).parent / ".history").exists()  # resumed in place, nothing moved
 
 
+def test_unreadable_record_is_moved_aside_and_rerun_never_read(out):
+    jobs = b2n(out)
+    run_local(jobs, FakeRunner())
+    rec_path = Path(jobs[0].run_dir) / "record.json"
+    rec_path.write_text("{")
+    st = inspect(jobs[0])
+    assert (st.state, st.action) == ("failed", "rerun") and f"{rec_path} exists but cannot be read" in st.detail
+    assert "cannot be read" in inspect(jobs[1]).detail  # its evaluation is stale: the training is unreadable
+    res = run_local(jobs, FakeRunner())
+    assert actions(res) == ["reran", "reran"]
+    kept = Path(res[0].moved_to) / "record.json"
+    assert kept.read_text() == "{" and read_record(jobs[0].run_dir)["status"] == "complete"
+
+
 def test_changed_config_moves_the_old_run_aside_and_reruns(out):
     jobs = b2n(out)
     run_local(jobs, FakeRunner())

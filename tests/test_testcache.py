@@ -152,3 +152,52 @@ def test_corrupt_image_substitution_matches_normal_path(eurosat, tmp_path):
     from mmrl.errors import DatasetError
     with pytest.raises(DatasetError):
         batches(build_cached_test_loader(cfg, items, tf))
+
+
+def _copy_dataset(data, dest):
+    """The same layout under another root; returns build_dataset's view of it."""
+    import shutil
+    shutil.copytree(data.dataset_dir, dest / "eurosat")
+    return build_dataset("EuroSAT", dest)
+
+
+def test_overwritten_images_rebuild_the_cache_and_the_log_says_why(eurosat, tmp_path, caplog):
+    from PIL import Image
+    data = _copy_dataset(eurosat, tmp_path / "data")
+    cfg = cfg_with(tmp_path / "cache")
+    tf = build_test_transform(cfg)
+    before = batches(build_cached_test_loader(cfg, data.test, tf, name="EuroSAT", dataset_dir=data.dataset_dir))
+    for k, it in enumerate(data.test):  # every test image overwritten, same names
+        Image.new("RGB", (64, 64), (k * 9 % 256, 200, 30)).save(it.impath)
+    caplog.set_level(logging.INFO, logger="mmrl.data")
+    loader = build_cached_test_loader(cfg, data.test, tf, name="EuroSAT", dataset_dir=data.dataset_dir)
+    after = batches(loader)
+    assert_same_batches(after, batches(loaders.build_test_loader(cfg, data.test, tf)))
+    assert not torch.equal(after[0]["img"], before[0]["img"])
+    n = len(data.test)
+    assert f"images changed: {n} of {n} files differ" in caplog.text
+    caplog.clear()
+    assert not prepare_test_cache(data.test, tf, tmp_path / "cache", name="EuroSAT",
+                                  dataset_dir=data.dataset_dir).built
+    assert "images changed" not in caplog.text
+
+
+def test_two_roots_with_one_layout_do_not_share_a_cache(eurosat, tmp_path):
+    a = _copy_dataset(eurosat, tmp_path / "a")
+    b = _copy_dataset(eurosat, tmp_path / "b")
+    tf = build_test_transform(cfg_with(tmp_path))
+    ca = prepare_test_cache(a.test, tf, tmp_path / "cache", name="EuroSAT", dataset_dir=a.dataset_dir)
+    cb = prepare_test_cache(b.test, tf, tmp_path / "cache", name="EuroSAT", dataset_dir=b.dataset_dir)
+    assert ca.built and cb.built and ca.data_path != cb.data_path
+    # the same files reached through another path (a symlink) are the same cache
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    via = build_dataset("EuroSAT", tmp_path / "link")
+    again = prepare_test_cache(via.test, tf, tmp_path / "cache", name="EuroSAT", dataset_dir=via.dataset_dir)
+    assert not again.built and again.data_path == ca.data_path
+
+
+def test_first_build_logs_its_reason(eurosat, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mmrl.data")
+    tf = build_test_transform(cfg_with(tmp_path))
+    prepare_test_cache(eurosat.test, tf, tmp_path, name="x", dataset_dir=eurosat.dataset_dir)
+    assert "(no cache yet)" in caplog.text

@@ -161,3 +161,10 @@ def test_load_epoch_and_missing(tmp_path):
     assert ckpt.find_checkpoint(tmp_path / "run", 5).name == "model.pth.tar-5"
     with pytest.raises(CheckpointError, match="--load-epoch 7"):
         ckpt.find_checkpoint(tmp_path / "run", 7)
+
+
+def test_checkpoint_pointer_outside_the_folder_is_refused(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "run", state_dict={"x": torch.ones(1)}, epoch=1, arch={})
+    (tmp_path / "run" / ckpt.MODEL_NAME / "checkpoint").write_text("../../elsewhere/model.pth.tar-9\n")
+    with pytest.raises(CheckpointError, match="not a checkpoint file in"):
+        ckpt.find_checkpoint(tmp_path / "run")

@@ -26,6 +26,7 @@ from torch import nn
 from mmrl.clip.archs import TINY_ARCHS, build_tiny_clip
 from mmrl.errors import MMRLError, WeightsError
 from mmrl.utils.download import download_url, sha256_file
+from mmrl.utils.torchfile import load_torch_file
 
 log = logging.getLogger("mmrl.clip")
 
@@ -62,19 +63,16 @@ def openai_url(name: str) -> tuple[str, str, str]:
 
 def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """OpenAI's TorchScript archive or a plain state dict with OpenAI key names."""
-    try:
-        if zipfile.is_zipfile(path):
-            try:
-                # TorchScript is loaded by torch's own deserializer (no arbitrary pickle).
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    return torch.jit.load(str(path), map_location="cpu").state_dict()
-            except RuntimeError:
-                pass
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for truncated or foreign files
-        raise WeightsError(f"CLIP weights file {path} is corrupt or truncated ({type(e).__name__}: {e}). "
-                           f"Delete it and run again to re-download, or fetch it by hand.") from None
+    fix = "Delete it and run again to re-download, or fetch it by hand (`mmrl weights where` prints the URL)."
+    if zipfile.is_zipfile(path):
+        try:
+            # TorchScript is loaded by torch's own deserializer (no arbitrary pickle).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
+        except RuntimeError:
+            pass
+    sd = load_torch_file(path, "CLIP weights file", fix, error=WeightsError)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = {k.removeprefix("module."): v for k, v in sd["state_dict"].items()}
     if not isinstance(sd, dict) or "visual.proj" not in sd:
@@ -115,8 +113,18 @@ def _resolve_openai_file(name: str, cache_dir: Path, download: bool = True) -> t
     return path, sha
 
 
+def check_weights_option(name: str, weights: str) -> None:
+    """MODEL.BACKBONE.WEIGHTS is an OpenAI CLIP file: refused for a backbone that would ignore it."""
+    if weights and name not in OPENAI_NAMES:
+        raise WeightsError(f"MODEL.BACKBONE.WEIGHTS ({weights}) is set, but backbone {name!r} does not take a "
+                           f"weights file (only {', '.join(OPENAI_NAMES)} do; tiny, demo, random: and open_clip "
+                           f"ARCH:TAG backbones bring their own). Unset MODEL.BACKBONE.WEIGHTS or change "
+                           f"MODEL.BACKBONE.NAME.")
+
+
 def load_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn.Module, BackboneInfo]:
     """A fresh fp32 CLIP in eval mode with every parameter frozen."""
+    check_weights_option(name, weights)
     if name in TINY_ARCHS and name != "demo-tiny":
         model, info = build_tiny_clip(name), BackboneInfo(name, "random")
     elif name == "demo-tiny":

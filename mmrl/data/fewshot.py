@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,20 @@ def _stale(path: Path, why: str) -> DatasetError:
                         f"(rm '{path}') and the subset is drawn again on the next run.")
 
 
+def _check_counts(chosen: Sequence[Item], pool: Sequence[Item], k: int, key: str,
+                  refuse: Callable[[str], DatasetError]) -> None:
+    """Every class of the split has min(k, its size) distinct images in the subset, as the sampler
+    draws them: a file for another K or another split, or an edited one, is refused."""
+    if len({it.impath for it in chosen}) != len(chosen):
+        raise refuse(f"its {key} list names an image twice")
+    have, size = Counter(it.label for it in chosen), Counter(it.label for it in pool)
+    wrong = [(lab, have.get(lab, 0), min(k, n)) for lab, n in sorted(size.items()) if have.get(lab, 0) != min(k, n)]
+    if wrong:
+        lab, got, want = wrong[0]
+        raise refuse(f"{len(wrong)} class(es) of the {key} split have the wrong number of images for {k} shots "
+                     f"(e.g. label {lab}: {got}, expected {want})")
+
+
 def _resolve(relpaths: Any, pool: Sequence[Item], dataset_dir: str, path: Path, key: str) -> list[Item]:
     if not isinstance(relpaths, list):
         raise _stale(path, f"{key!r} is not a list of paths")
@@ -93,16 +108,20 @@ def _resolve(relpaths: Any, pool: Sequence[Item], dataset_dir: str, path: Path, 
     return out
 
 
-def _load_legacy(pkl: str, dataset_dir: str, folder: str, with_val: bool) -> tuple[list[Item], list[Item] | None]:
+def _load_legacy(pkl: str, dataset_dir: str, folder: str, with_val: bool, pool_train: Sequence[Item],
+                 num_shots: int) -> tuple[list[Item], list[Item] | None]:
     log.info("Loading preprocessed few-shot data from %s", pkl)
     data = load_legacy_items(pkl, dataset_dir, folder)
+
+    def refuse(why: str) -> DatasetError:
+        return DatasetError(f"Reference few-shot pickle {pkl}: {why}. Move the file away to draw a new subset.")
     if "train" not in data:
-        raise DatasetError(f"Reference few-shot pickle {pkl} has no 'train' list.")
+        raise refuse("it has no 'train' list")
     train, val = data["train"], data.get("val") if with_val else None
     missing = [it.impath for it in [*train, *(val or [])] if not os.path.isfile(it.impath)]
     if missing:
-        raise DatasetError(f"Reference few-shot pickle {pkl} lists {len(missing)} image(s) not found under "
-                           f"{dataset_dir} (e.g. {missing[0]}). Move the file away to draw a new subset.")
+        raise refuse(f"it lists {len(missing)} image(s) not found under {dataset_dir} (e.g. {missing[0]})")
+    _check_counts(train, pool_train, num_shots, "train", refuse)  # val is only reported, never trained on
     return train, val
 
 
@@ -115,7 +134,7 @@ def load_or_create_fewshot(*, name: str, stem: str, folder: str, dataset_dir: st
     ``sample_val=False`` (ImageNet) samples train only and returns ``val`` unchanged.
     """
     if legacy_pickle and os.path.isfile(legacy_pickle):
-        ltrain, lval = _load_legacy(legacy_pickle, dataset_dir, folder, sample_val)
+        ltrain, lval = _load_legacy(legacy_pickle, dataset_dir, folder, sample_val, train, num_shots)
         return ltrain, (lval if sample_val else (list(val) if val is not None else None))
 
     path = fewshot_path(fewshot_dir, stem, num_shots, seed)
@@ -123,13 +142,19 @@ def load_or_create_fewshot(*, name: str, stem: str, folder: str, dataset_dir: st
         log.info("Loading preprocessed few-shot data from %s", path)
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise _stale(path, f"not valid JSON ({e})") from e
+        except (OSError, ValueError) as e:
+            raise _stale(path, f"it cannot be read as JSON ({type(e).__name__}: {e})") from None
         if not isinstance(obj, dict) or "train" not in obj:
             raise _stale(path, "no 'train' list")
+        want = {"dataset": name, "num_shots": num_shots, "seed": seed}
+        other = {k: obj[k] for k in want if k in obj and obj[k] != want[k]}
+        if other:
+            raise _stale(path, f"it was drawn for {other}, not {want}")
         ftrain = _resolve(obj["train"], train, dataset_dir, path, "train")
+        _check_counts(ftrain, train, num_shots, "train", lambda why: _stale(path, why))
         if sample_val and val is not None and obj.get("val") is not None:
             fval = _resolve(obj["val"], val, dataset_dir, path, "val")
+            _check_counts(fval, val, min(num_shots, VAL_MAX_SHOTS), "val", lambda why: _stale(path, why))
         else:
             fval = list(val) if val is not None else None
         return ftrain, fval

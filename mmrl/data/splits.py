@@ -72,12 +72,25 @@ def _parse_entries(entries: Any, key: str, path: str, prefix: str) -> list[Item]
                            "entries. Delete the file and download the published split again.")
     items = []
     for i, entry in enumerate(entries):
-        if not (isinstance(entry, (list, tuple)) and len(entry) == 3):
+        ok = isinstance(entry, (list, tuple)) and len(entry) == 3
+        rel, label, cname = entry if ok else (None, None, None)
+        if not (ok and isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.split("/")
+                and isinstance(label, int) and not isinstance(label, bool) and label >= 0):
             raise DatasetError(f"Split file {path}: entry {i} of {key!r} is {entry!r}, expected "
-                               "[path, label, classname]. Delete the file and download the published split again.")
-        rel, label, cname = entry
-        items.append(Item(impath=os.path.join(prefix, rel), label=int(label), classname=str(cname)))
+                               "[relative path inside the dataset, label >= 0, classname]. Delete the file and "
+                               "download the published split again.")
+        items.append(Item(impath=os.path.join(prefix, rel), label=label, classname=str(cname)))
     return items
+
+
+def _check_labels(path: str, *lists: Sequence[Item]) -> None:
+    """One class name per label across the whole file: otherwise class names would be paired
+    with the wrong labels. (Two labels may share a name, as ImageNet's two "crane"s do.)"""
+    name_of: dict[int, str] = {}
+    for it in (it for lst in lists for it in lst):
+        if name_of.setdefault(it.label, it.classname) != it.classname:
+            raise DatasetError(f"Split file {path}: label {it.label} is both {name_of[it.label]!r} and "
+                               f"{it.classname!r}. Delete the file and download the published split again.")
 
 
 def check_images_exist(items: Iterable[Item], source: str, fix: str) -> None:
@@ -96,13 +109,14 @@ def read_split(path: str | os.PathLike, prefix: str, *, check_exists: bool = Tru
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"Split file {path} is not valid JSON ({e}). Delete it and download the "
-                           "published split again.") from e
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"Split file {path} cannot be read as JSON ({type(e).__name__}: {e}). Delete it and "
+                           "download the published split again.") from None
     if not isinstance(obj, Mapping) or any(k not in obj for k in SPLIT_KEYS):
         raise DatasetError(f"Split file {path} must be a JSON object with keys 'train', 'val', 'test'. "
                            "Delete it and download the published split again.")
     train, val, test = (_parse_entries(obj[k], k, path, prefix) for k in SPLIT_KEYS)
+    _check_labels(path, train, val, test)
     if check_exists:
         check_images_exist([*train, *val, *test], f"Split file {path}",
                            f"Expected the images under {prefix}; check the dataset layout "

@@ -6,11 +6,16 @@ transform holds just before ``ToTensor``: N x 3 x H x W uint8 after resize + cen
 ``ToTensor`` and ``Normalize`` run at load time on exactly that array, so the tensors are
 bit-identical to the normal path (PIL's resize output is uint8 already: nothing is lost).
 
-Layout: ``<cache dir>/<name>/<key>.u8`` (raw array) + ``<key>.json`` (header). The key hashes
-the deterministic transforms (their repr, PIL and torchvision versions) and the split's item
-list (relative paths + labels, in order), so a changed split or transform gets a new file.
-Both files are written to a temporary name and renamed; the header goes last, so a file
-without a matching header is never read. Builders of the same key serialise on a lock file.
+Layout: ``<cache dir>/<name>/<key>.u8`` (raw array) + ``<key>.json`` (header) + ``<key>.stat.npy``
+(the files' stat at build time). The key hashes the deterministic transforms (their repr,
+PIL and torchvision versions), the dataset folder (resolved, so another path to the same
+files shares the cache and two copies of a dataset do not) and the split's item list
+(relative paths + labels, in order), so a changed split or transform gets a new file. What
+the pixels are made from is checked on every use: each image's size, mtime and ctime
+(nanoseconds; one stat per file, cheap on ImageNet-sized splits) must equal those recorded
+in the header's digest, else the cache is rebuilt and the log says why. The files are
+written to temporary names and renamed; the header goes last, so a file without a matching
+header is never read. Builders of the same key serialise on a lock file.
 
 Cache dir: TEST.CACHE_DIR; "" = ``$MMRL_CACHE/testcache`` (default ``~/.cache/mmrl/testcache``);
 "none" disables the cache. Short disk, an unwritable folder or a transform the cache cannot
@@ -39,12 +44,13 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from torchvision import transforms as T
 
 from mmrl.data import loaders
+from mmrl.data.fileio import atomic_path
 from mmrl.data.items import Item
 
 log = logging.getLogger("mmrl.data")
 
 FORMAT = "mmrl-testcache"
-VERSION = 1
+VERSION = 2
 MIN_FREE_BYTES = 512 * 2**20   # always leave this much disk free, plus 5% of the cache size
 _DETERMINISTIC = (T.Resize, T.CenterCrop)  # the only PIL-stage transforms the cache replays
 
@@ -87,14 +93,29 @@ def _relpath(impath: str, base: str) -> str:
     return impath[len(head):] if impath.startswith(head) else os.path.relpath(impath, base)
 
 
-def items_digest(items: Sequence[Item], base: str | None = None) -> str:
-    """SHA-256 of the ordered (relative path, label) list: any change to the split changes it."""
-    if base is None:
-        base = os.path.commonpath([os.path.dirname(it.impath) for it in items]) if items else ""
+def items_digest(items: Sequence[Item], base: str) -> str:
+    """SHA-256 of the ordered (path relative to ``base``, label) list: any change to the split changes it."""
     h = hashlib.sha256()
     for it in items:
         h.update(f"{_relpath(it.impath, base)}\t{it.label}\n".encode("utf-8"))
     return h.hexdigest()
+
+
+def file_stats(items: Sequence[Item]) -> np.ndarray:
+    """(size, mtime_ns, ctime_ns) per item, -1s for a file that cannot be stat'ed: what
+    changes when an image is rewritten, replaced or restored (mtime alone can be set back)."""
+    out = np.full((len(items), 3), -1, dtype=np.int64)
+    for i, it in enumerate(items):
+        try:
+            st = os.stat(it.impath)
+        except OSError:
+            continue
+        out[i] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return out
+
+
+def _stats_digest(stats: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(stats, dtype="<i8").tobytes()).hexdigest()
 
 
 @dataclass
@@ -143,14 +164,30 @@ def _read_header(path: Path) -> dict | None:
         return None
 
 
-def _valid(header: dict | None, data_path: Path, expect: dict) -> bool:
-    if not header or any(header.get(k) != v for k, v in expect.items()):
-        return False
+def _stale_reason(header: dict | None, data_path: Path, expect: dict, stats: np.ndarray,
+                  stats_path: Path) -> str | None:
+    """Why the cache at ``data_path`` cannot be used (None: it can)."""
+    if header is None:
+        return "no cache yet" if not data_path.exists() else "its header is missing or unreadable"
+    changed = [k for k, v in expect.items() if header.get(k) != v]
+    if changed:
+        return f"it was built with other {', '.join(changed)}"
     n, c, h, w = header["shape"]
     try:
-        return data_path.stat().st_size == n * c * h * w
+        size = data_path.stat().st_size
     except OSError:
-        return False
+        return "its data file is missing"
+    if size != n * c * h * w:
+        return f"its data file is incomplete ({size} of {n * c * h * w} bytes)"
+    if header.get("files_sha256") != _stats_digest(stats):
+        try:
+            old = np.load(stats_path)
+            differ = int((old != stats).any(axis=1).sum()) if old.shape == stats.shape else len(stats)
+        except (OSError, ValueError):
+            differ = None
+        count = f"{differ} of {len(stats)}" if differ is not None else "some"
+        return f"images changed: {count} files differ in size or modification time since it was built"
+    return None
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -207,17 +244,20 @@ def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | o
         return None
     pre, _, (h, w) = parts
     shape = (len(items), 3, h, w)
+    base = dataset_dir if dataset_dir is not None else os.path.commonpath([os.path.dirname(it.impath) for it in items])
     expect = {"format": FORMAT, "version": VERSION, "transform": transform_key(pre),
-              "items_sha256": items_digest(items, dataset_dir), "shape": list(shape)}
+              "root": os.path.realpath(base), "items_sha256": items_digest(items, base), "shape": list(shape)}
     key = hashlib.sha256(json.dumps(expect, sort_keys=True).encode()).hexdigest()[:24]
     folder = root / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    data_path, header_path = folder / f"{key}.u8", folder / f"{key}.json"
+    data_path, header_path, stats_path = folder / f"{key}.u8", folder / f"{key}.json", folder / f"{key}.stat.npy"
     nbytes = int(np.prod(shape))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder / f"{key}.lock"):
             header = _read_header(header_path)
-            if _valid(header, data_path, expect):
+            stats = file_stats(items)
+            why = _stale_reason(header, data_path, expect, stats, stats_path)
+            if why is None:
                 subs = {int(k): int(v) for k, v in header.get("substitutions", {}).items()}
                 if subs and not skip_corrupt:
                     log.info("Test image cache %s holds substituted unreadable images; DATASET.SKIP_CORRUPT "
@@ -230,7 +270,9 @@ def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | o
                 log.warning("Test image cache skipped: %.1f MB needed in %s but only %.1f MB free; "
                             "reading test images normally", nbytes / 2**20, folder, free / 2**20)
                 return None
+            log.info("Test image cache: building %s (%s)", data_path, why)
             t0 = time.time()
+            header_path.unlink(missing_ok=True)  # a reader never pairs the old header with new data
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".u8.tmp")
             os.close(fd)
             try:
@@ -239,7 +281,10 @@ def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | o
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-            header = dict(expect, name=name, n_items=len(items), dtype="uint8",
+            with atomic_path(stats_path) as tmp_stats:
+                with open(tmp_stats, "wb") as fh:
+                    np.save(fh, stats)
+            header = dict(expect, name=name, n_items=len(items), dtype="uint8", files_sha256=_stats_digest(stats),
                           substitutions={str(k): v for k, v in subs.items()}, created=time.time())
             _atomic_write_text(header_path, json.dumps(header, indent=1))
             log.info("Test image cache: decoded %d images into %s (%.1f MB) in %.1f s", len(items), data_path,

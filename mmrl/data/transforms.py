@@ -11,11 +11,11 @@ import logging
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from mmrl.config import TRANSFORM_NAMES as SUPPORTED
 from mmrl.errors import ConfigError
 
 log = logging.getLogger("mmrl.data")
 
-SUPPORTED = ("random_resized_crop", "random_crop", "random_flip", "center_crop", "normalize")
 _INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
            "nearest": InterpolationMode.NEAREST}
 

@@ -64,6 +64,9 @@ class DatasetBase:
         return f"`mmrl data prepare {self.STEM} --root {self.root_arg or '.'}`"
 
     def check_dataset_dir(self) -> None:
+        if not self.root_arg:  # never the current directory by accident
+            raise DatasetError(f"{self.NAME}: DATASET.ROOT is not set. Pass --root with the folder that contains "
+                               f"'{self.FOLDER}/' (only the Demo dataset runs without one).")
         if not os.path.isdir(self.dataset_dir):
             raise DatasetError(
                 f"{self.NAME}: dataset folder {self.dataset_dir} not found (DATASET.ROOT = {self.root_arg!r}). "

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from mmrl.errors import WeightsError
+from mmrl.utils.torchfile import load_torch_file
 
 FORMAT = "mmrl-demo-clip"
 VERSION = 1
@@ -62,13 +63,7 @@ def read_demo_file(path: str | os.PathLike | None = None) -> dict:
     path = Path(path) if path is not None else demo_weights_path()
     hint = ("Reinstall the package (the file ships in mmrl/resources/) or rebuild it with "
             "`python -m mmrl.demo.pretrain --out mmrl/resources/demo_clip.pt`.")
-    if not path.is_file():
-        raise WeightsError(f"Demo CLIP weights not found at {path}. {hint}")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, ...
-        raise WeightsError(f"Demo CLIP weights {path} are corrupt or not a weights file "
-                           f"({type(e).__name__}: {e}). {hint}") from None
+    obj = load_torch_file(path, "Demo CLIP weights file", hint, error=WeightsError)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise WeightsError(f"{path} is not a demo CLIP weights file (no format={FORMAT!r}). {hint}")
     for key in ("state_dict", "token_ids", "token_rows", "arch_cfg"):

@@ -20,6 +20,7 @@ import torch
 
 from mmrl.data.fileio import atomic_path
 from mmrl.errors import CheckpointError
+from mmrl.utils.torchfile import load_torch_file
 
 log = logging.getLogger("mmrl.engine")
 
@@ -96,19 +97,24 @@ class _RestrictedPickleModule:
         return _RestrictedUnpickler(f, **kw).load()
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> dict:
-    """Load any checkpoint without running arbitrary code."""
-    path = Path(path)
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # e.g. the authors' files, which pickle an LR scheduler object
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from None
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} could not be read safely ({type(e).__name__}: {e})") from None
+def load_checkpoint_file(path: str | os.PathLike, what: str = "checkpoint",
+                         fix: str = "Point --model-dir (or --load-epoch) at a checkpoint written by "
+                                    "this harness or by the authors' code.") -> dict:
+    """Load any checkpoint (ours, or the authors' with a pickled scheduler) without running code."""
+    return load_torch_file(path, what, fix, error=CheckpointError, pickle_module=_RestrictedPickleModule)
+
+
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "scaler", "epoch", "rng", "arch")
+
+
+def load_resume_file(path: Path, run_dir: str | os.PathLike) -> dict:
+    """A resume file (ours only: tensors and plain values, never the restricted unpickler)."""
+    fix = f"Move the run directory aside (`mv {run_dir} {run_dir}.old`) to start that run over."
+    state = load_torch_file(path, "resume file", fix, error=CheckpointError)
+    missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"resume file {path} is not one this harness wrote (it lacks {missing}). {fix}")
+    return state
 
 
 def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None) -> Path:
@@ -130,7 +136,11 @@ def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None)
         return best
     named = folder / "checkpoint"
     if named.is_file():
-        cand = folder / named.read_text().strip()
+        name = named.read_text(encoding="utf-8", errors="replace").strip()
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise CheckpointError(f"{named} names {name!r}, not a checkpoint file in {folder}; restore it "
+                                  f"or pass --load-epoch.")
+        cand = folder / name
         if cand.is_file():
             return cand
     files = sorted(folder.glob("model.pth.tar-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])

@@ -11,8 +11,10 @@ Schema (version 1):
       "argv": [...train.py arguments...],
       "config": {...nested resolved config...},
       "config_hash": "<16 hex>",              # mmrl.config.config_hash(cfg, run_identity(args))
+      "identity": {"eval_only": ..., "load_epoch": ...},   # run_identity(args), hashed with the config
       "model_dir": "<abs>" | null,            # eval: where the weights came from
       "checkpoint": {"path": ..., "sha256": ...} | null,   # eval: the file that was loaded
+      "unfinished_training": {...} | absent,  # eval with --allow-unfinished: the training's status
       "code_version": "...", "env": {...}, "precision": {"requested": "amp", "used": "fp32"},
       "timings": {"started": iso, "finished": iso, "train_s": float, "eval_s": float},
       "params": {"trainable": int, "total": int},
@@ -30,6 +32,7 @@ from typing import Any
 
 from mmrl.config import RunArgs, config_hash, resolve_config
 from mmrl.data.fileio import atomic_write_text
+from mmrl.errors import RecordError
 
 RECORD_NAME = "record.json"
 SCHEMA = 1
@@ -40,18 +43,38 @@ def write_record(output_dir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 
 def read_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's record; None when there is none. One that exists but cannot be read is an
+    error: treating it as absent would rerun a finished run or read results from elsewhere."""
     p = Path(output_dir) / RECORD_NAME
-    if not p.is_file():
+    if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
-    except (json.JSONDecodeError, OSError):
-        return None
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise RecordError(f"{p} exists but cannot be read ({type(e).__name__}: {e}). "
+                          f"{corrupt_record_hint(p)}") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
+        raise RecordError(f"{p} is not a run record (no 'status'). {corrupt_record_hint(p)}")
+    if not isinstance(rec.get("schema", SCHEMA), int) or rec.get("schema", SCHEMA) > SCHEMA:
+        raise RecordError(f"{p} has record schema {rec.get('schema')!r}; this version of the harness reads schema "
+                          f"{SCHEMA} and older. Use the version that wrote it, or move the run aside.")
+    return rec
+
+
+def corrupt_record_hint(path: Path) -> str:
+    return (f"Nothing was read from that run. Move it aside to start that run over "
+            f"(`mv {path.parent} {path.parent}.broken`), or restore the file.")
 
 
 def run_identity(args: RunArgs) -> dict[str, Any]:
     """The parts of a run's identity that are not config keys."""
-    return {"eval_only": bool(args.eval_only), "load_epoch": args.load_epoch}
+    ident = {"eval_only": bool(args.eval_only), "load_epoch": args.load_epoch}
+    # only when set, so that records made without them keep their hash
+    if args.allow_unfinished:
+        ident["allow_unfinished"] = True
+    if args.no_train:  # a built-but-untrained run is not the trained one
+        ident["no_train"] = True
+    return ident
 
 
 def expected_hash(args: RunArgs) -> str:
@@ -59,9 +82,3 @@ def expected_hash(args: RunArgs) -> str:
     rc = resolve_config(args)
     return config_hash(rc.cfg, run_identity(args))
 
-
-def is_complete(output_dir: str | os.PathLike, want_hash: str | None = None) -> bool:
-    rec = read_record(output_dir)
-    if not rec or rec.get("status") != "complete":
-        return False
-    return want_hash is None or rec.get("config_hash") == want_hash

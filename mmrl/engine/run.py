@@ -1,8 +1,9 @@
 """One run = one train.py invocation (protocol.md §1), writing log.txt, record.json and a checkpoint.
 
-A run directory whose record says "complete" with the same config hash is never redone;
-one that is complete with another config is refused (move it aside); anything else
-(failed, killed, partial) resumes from its last epoch.
+A run directory belongs to one config (its hash). Complete with the same hash: never redone.
+Failed or killed with the same hash: resumed from its last epoch. Any other config, or
+training state without a record, is refused with the changed keys listed (move it aside);
+only a failed run that left nothing behind but its record may be rerun under another config.
 
 ``main_many`` runs several evaluation-only runs of the same split and backbone (e.g. the
 three seeds of a B2N cell) with one shared pass over the test images; each run still gets
@@ -14,6 +15,7 @@ import contextlib
 import datetime
 import fcntl
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -25,11 +27,12 @@ from typing import Any
 import torch
 
 from mmrl import __version__
-from mmrl.config import RunArgs, config_hash, config_to_dict, dump_config_text, resolve_config
+from mmrl.config import RunArgs, changed_keys, config_hash, config_to_dict, dump_config_text, resolve_config
+from mmrl.engine import checkpoint as ckpt
 from mmrl.engine.args import parse_run_args
-from mmrl.engine.records import SCHEMA, read_record, run_identity, write_record
+from mmrl.engine.records import RECORD_NAME, SCHEMA, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
-from mmrl.errors import MMRLError, RunError
+from mmrl.errors import CheckpointError, MMRLError, RunError
 
 log = logging.getLogger("mmrl.engine")
 
@@ -61,28 +64,63 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+class RunLocked(RunError):
+    pass
+
+
 class _RunLock:
     """An exclusive lock per run directory, so two processes never run the same run."""
 
     def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / ".run.lock"
         self.fh = None
 
     def acquire(self) -> None:
-        self.fh = open(self.path, "w")
+        try:
+            self.fh = open(self.path, "w")
+        except OSError as e:
+            raise RunError(f"cannot open the run's lock file {self.path} ({e.strerror or e}); remove whatever is "
+                           f"at that path.") from None
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.fh.close()
             self.fh = None
-            raise RunError(f"another process is running {self.path.parent} right now") from None
+            raise RunLocked(f"another process is running {self.path.parent} right now") from None
 
     def release(self) -> None:
         if self.fh is not None:
             fcntl.flock(self.fh, fcntl.LOCK_UN)
             self.fh.close()
             self.fh = None
+
+
+def _check_output_dir(out: Path) -> None:
+    """The run directory can be created and written, or a RunError naming it."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--output-dir {out} is an existing file, not a directory; pass a directory path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create the run directory {out} ({e.strerror or e}); pass a writable "
+                       f"--output-dir.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"the run directory {out} is not writable; pass a writable --output-dir.")
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    tail = path.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _state_files(out: Path) -> list[str]:
+    """What a run left that a rerun would resume from or mix with (checkpoints, predictions)."""
+    folder = ckpt.model_folder(out)
+    found = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+    found = [f"{ckpt.MODEL_NAME}/{n}" for n in found]
+    if (out / "predictions.npz").is_file():
+        found.append("predictions.npz")
+    return found
 
 
 class Run:
@@ -93,24 +131,107 @@ class Run:
         self.args: RunArgs = parse_run_args(argv)
         self.cfg = resolve_config(self.args).cfg
         self.out = Path(self.cfg.OUTPUT_DIR).expanduser().resolve()
-        self.hash = config_hash(self.cfg, run_identity(self.args))
+        if self.out.exists() and not self.out.is_dir():
+            _check_output_dir(self.out)
+        root = self.cfg.DATASET.ROOT
+        if root and not os.path.isdir(os.path.expanduser(root)):
+            raise RunError(f"--root {root} is not a folder (DATASET.ROOT). Pass the folder that holds the dataset "
+                           f"folders; leave --root out only to run the built-in demo dataset.")
+        from mmrl.clip.backbone import check_weights_option
+        check_weights_option(self.cfg.MODEL.BACKBONE.NAME, self.cfg.MODEL.BACKBONE.WEIGHTS)
+        self.identity = run_identity(self.args)
+        self.hash = config_hash(self.cfg, self.identity)
         self.previous = read_record(self.out)
-        self.lock = _RunLock(self.out) if self.check_existing() is None else None
+        self.unfinished_training: dict | None = None
+        self.lock: _RunLock | None = None
         self.record: dict[str, Any] = {}
         self.trainer = None
 
     def check_existing(self) -> int | None:
-        """An exit code when the directory already holds a complete run, else None."""
+        """An exit code when the directory must not be run (done already, or another config), else None."""
         prev = self.previous
-        if not prev or prev.get("status") != "complete":
+        if prev is None:
+            left = _state_files(self.out)
+            if left:
+                print(f"error: {self.out} holds run files ({', '.join(left[:4])}) but no {RECORD_NAME}, so "
+                      f"nothing tells which config wrote them; they are not resumed or overwritten. "
+                      f"{self._start_over()}", file=sys.stderr)
+                return EXIT_CHANGED
             return None
+        status = prev.get("status")
         if prev.get("config_hash") == self.hash:
-            print(f"Run already complete at {self.out} (record.json, config {self.hash}); nothing to do.")
+            if status != "complete":
+                return None  # resume the same config
+            changed = self._evaluated_checkpoint_changed(prev)
+            if changed:
+                print(f"error: {self.out} holds a complete evaluation of another checkpoint: {changed}. It is not "
+                      f"overwritten. {self._start_over()}", file=sys.stderr)
+                return EXIT_CHANGED
+            print(f"Run already complete at {self.out} ({RECORD_NAME}, config {self.hash}); nothing to do.")
             return EXIT_OK
-        print(f"error: {self.out} holds a complete run with another config (hash {prev.get('config_hash')} vs "
-              f"{self.hash}). It is not overwritten: use another --output-dir, or move that directory aside "
-              f"(`mmrl sweep` does this for you and keeps the old record).", file=sys.stderr)
+        left = _state_files(self.out)
+        if status != "complete" and not left:
+            return None  # a failed start left nothing to mix with; its record goes into history
+        what = "a complete run" if status == "complete" else f"an unfinished run ({RECORD_NAME} says {status!r})"
+        rows = "\n".join(f"  {k}: {old!r} -> {new!r}" for k, old, new in self._changes(prev)) or \
+            "  (no key differs: the run was made by another version of the harness)"
+        consequence = ("It is not overwritten" if status == "complete" else
+                       f"Resuming it ({', '.join(left[:3])}) would mix two configs in one result")
+        print(f"error: {self.out} holds {what} of another config (hash {prev.get('config_hash')}; this command: "
+              f"{self.hash}). {consequence}.\nChanged (recorded -> this command):\n{rows}\n{self._start_over()}",
+              file=sys.stderr)
         return EXIT_CHANGED
+
+    def _evaluated_checkpoint_changed(self, prev: dict) -> str | None:
+        """Why a complete evaluation no longer describes --model-dir's checkpoint (None if it does)."""
+        loaded = prev.get("checkpoint") or {}
+        if not (self.args.eval_only and self.args.model_dir and loaded.get("sha256")):
+            return None
+        try:
+            path = ckpt.find_checkpoint(self.args.model_dir, self.args.load_epoch)
+        except CheckpointError:
+            return None  # the training is gone: the record still says what was evaluated
+        from mmrl.utils.download import sha256_file
+        now = sha256_file(path)
+        if now == loaded["sha256"]:
+            return None
+        return (f"{path} now has sha256 {now[:12]}, but this run evaluated {loaded.get('path')} with sha256 "
+                f"{loaded['sha256'][:12]} (the training was rerun since)")
+
+    def _changes(self, prev: dict) -> list[tuple[str, Any, Any]]:
+        rows = changed_keys(prev.get("config") or {}, self.cfg)
+        old_ident = prev.get("identity") or {"eval_only": prev.get("mode") == "eval"}
+        for k in sorted(set(old_ident) | set(self.identity)):
+            if old_ident.get(k) != self.identity.get(k):
+                rows.append((f"--{k.replace('_', '-')}", old_ident.get(k), self.identity.get(k)))
+        return rows
+
+    def _start_over(self) -> str:
+        return (f"To start over, use another --output-dir or move this one aside (`mv {self.out} {self.out}.old`); "
+                f"to continue it, rerun the command that made it (its argv is in {RECORD_NAME}).")
+
+    def check_model_dir(self) -> None:
+        """--eval-only: refuse a --model-dir whose training (our record.json) is not complete."""
+        a = self.args
+        if not (a.eval_only and a.model_dir):
+            return
+        train = read_record(a.model_dir)
+        if train is None or train.get("status") == "complete":
+            return
+        try:
+            found = _checkpoint_epoch(ckpt.find_checkpoint(a.model_dir, a.load_epoch))
+        except CheckpointError:
+            found = None
+        expected = ((train.get("config") or {}).get("OPTIM") or {}).get("MAX_EPOCH")
+        info = {"status": train.get("status"), "checkpoint_epoch": found, "max_epoch": expected}
+        where = (f"its {RECORD_NAME} says {info['status']!r}; the checkpoint found is epoch {found} of {expected}"
+                 if found is not None else f"its {RECORD_NAME} says {info['status']!r} and it has no checkpoint")
+        if not a.allow_unfinished:
+            raise RunError(f"--model-dir {a.model_dir} holds an unfinished training: {where}. Finish it first "
+                           f"(rerun its training command: it resumes), or pass --allow-unfinished to evaluate that "
+                           f"checkpoint anyway (recorded in this run's {RECORD_NAME}).")
+        log.warning("Evaluating an unfinished training (--allow-unfinished): %s", where)
+        self.unfinished_training = info
 
     @property
     def log_path(self) -> Path:
@@ -122,16 +243,20 @@ class Run:
     def begin(self) -> None:
         from mmrl.engine.trainer import seed_everything
         cfg, args = self.cfg, self.args
+        _check_output_dir(self.out)
+        self.lock = _RunLock(self.out)
         self.lock.acquire()
         self.record = {
             "schema": SCHEMA, "status": "running", "error": None, "mode": "eval" if args.eval_only else "train",
             "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME, "task": cfg.TASK, "seed": cfg.SEED,
             "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES, "output_dir": str(self.out),
-            "argv": self.argv, "config": config_to_dict(cfg), "config_hash": self.hash,
+            "argv": self.argv, "config": config_to_dict(cfg), "config_hash": self.hash, "identity": self.identity,
             "model_dir": str(Path(args.model_dir).resolve()) if args.model_dir else None, "checkpoint": None,
             "code_version": code_version(), "env": environment(), "precision": None,
             "timings": {"started": _now()}, "params": None, "metrics": None,
         }
+        if self.unfinished_training is not None:
+            self.record["unfinished_training"] = dict(self.unfinished_training, allowed_by="--allow-unfinished")
         if self.previous:
             prev = dict(self.previous)
             self.record["history"] = (prev.pop("history", []) or []) + [prev]
@@ -218,17 +343,14 @@ def _open(argv: list[str]) -> tuple[Run | None, int | None]:
     """A Run ready to begin, or the exit code that ends it before it starts."""
     try:
         run = Run(argv)
+        done = run.check_existing()
+        if done is not None:
+            return None, done
+        run.check_model_dir()
+        run.begin()
     except MMRLError as e:
         print(f"error: {e}", file=sys.stderr)
-        return None, EXIT_USAGE
-    done = run.check_existing()
-    if done is not None:
-        return None, done
-    try:
-        run.begin()
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None, EXIT_LOCKED
+        return None, EXIT_LOCKED if isinstance(e, RunLocked) else EXIT_USAGE
     return run, None
 
 

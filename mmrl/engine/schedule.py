@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 
+from mmrl.errors import ConfigError
+
 
 class ProtocolLR:
     def __init__(self, optimizer, base_lr: float, max_epoch: int, warmup_epoch: int = 0,
                  warmup_lr: float = 1e-5, warmup_type: str = "constant", scheduler: str = "cosine"):
         if scheduler != "cosine":
-            raise ValueError(f"OPTIM.LR_SCHEDULER {scheduler!r}: only 'cosine' (the MMRL protocol) is implemented")
+            raise ConfigError(f"OPTIM.LR_SCHEDULER {scheduler!r}: only 'cosine' (the MMRL protocol) is implemented")
         if warmup_epoch > 0 and warmup_type != "constant":
-            raise ValueError(f"OPTIM.WARMUP_TYPE {warmup_type!r}: only 'constant' (the MMRL protocol) is implemented")
+            raise ConfigError(f"OPTIM.WARMUP_TYPE {warmup_type!r}: only 'constant' (the MMRL protocol) is implemented")
         self.optimizer = optimizer
         self.base_lr, self.max_epoch = base_lr, max_epoch
         self.warmup_epoch, self.warmup_lr = max(warmup_epoch, 0), warmup_lr

@@ -156,8 +156,6 @@ class Trainer:
         self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         if not self.eval_only:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            if cfg.OPTIM.NAME != "adamw":
-                raise ConfigError(f"OPTIM.NAME {cfg.OPTIM.NAME!r}: the MMRL protocol uses 'adamw'")
             self.optimizer = build_adamw(params, self.device, lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
                                          betas=(cfg.OPTIM.ADAM_BETA1, cfg.OPTIM.ADAM_BETA2))
             self.scheduler = ProtocolLR(self.optimizer, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH,
@@ -215,7 +213,7 @@ class Trainer:
         if not path.is_file():
             log.info("No checkpoint found, train from scratch")
             return
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = ckpt.load_resume_file(path, self.output_dir)
         if state.get("arch") != self.model.spec.to_dict():
             raise CheckpointError(f"{path} was written for another architecture {state.get('arch')}; "
                                   f"move the run directory aside or delete that file to start over.")

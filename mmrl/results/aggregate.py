@@ -7,6 +7,7 @@ Rules (stated in every table's footer):
   Base and Novel are means over datasets and its HM is the HM of those two averages;
 - CD / DG: the Average is over the target datasets (the ImageNet source is not in it);
 - a cell with missing seeds is refused unless ``allow_partial`` (then marked);
+- a cell whose seeds were run with different configs (other than SEED) is always refused;
 - a seed more than ``GAP`` points below the median of the other seeds, or below zero-shot
   CLIP on the same dataset and metric, is flagged.
 """
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from statistics import median
 
+from mmrl.config import changed_keys
 from mmrl.errors import MMRLError
 from mmrl.results.collect import read_job
 from mmrl.sweep import catalog
@@ -130,6 +132,8 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
     metrics = ["base", "novel"] if protocol == "b2n" else ["accuracy"]
     cells: dict[tuple, Stat] = {}
     missing: list[str] = []
+    configs: dict[tuple, tuple[str, dict]] = {}   # cell -> (first run dir, its config)
+    mixed: list[str] = []
     log_sourced = False
     trainers, rows, shots = [], [], []
     for job in jobs:
@@ -142,12 +146,23 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
         else:
             cell.values[job.seed] = got.value
             log_sourced |= got.source == "log"
+        if got.config is not None:
+            first = configs.setdefault(key, (got.path, got.config))
+            diff = changed_keys(first[1], got.config, ignore=("SEED",))
+            if diff:
+                shown = ", ".join(f"{k} {a!r} vs {b!r}" for k, a, b in diff[:4])
+                mixed.append(f"{got.path} and {first[0]} differ in {shown}")
         for lst, x in ((trainers, job.trainer), (rows, job.dataset)):
             if x not in lst:
                 lst.append(x)
         k = _shots_key(job)
         if k not in shots and not (job.trainer == ZS and k is not None):
             shots.append(k)
+    if mixed:
+        raise IncompleteResults(
+            f"{len(mixed)} run(s) were made with another config than the other seeds of their cell, so their mean "
+            f"would mix two experiments:\n  " + "\n  ".join(mixed)
+            + "\nrerun them with one config (`mmrl status` shows which runs are stale for the current one)")
     if missing and not allow_partial:
         raise IncompleteResults(
             f"{len(missing)} run(s) have no result, so their cells would average fewer seeds:\n  "

@@ -1,7 +1,8 @@
 """Read one accuracy per run: record.json first, else the last result block of log.txt.
 
-A run counts only when its record says complete.  Directories without a record (the
-authors' runs) fall back to log.txt; for cross-dataset runs the authors' layout
+A run counts only when its record says complete; an unreadable record is no result (its
+cell is refused like a missing seed), never a reason to read log.txt.  Directories without
+a record (the authors' runs) fall back to log.txt; for cross-dataset runs the authors' layout
 (base2new/train_base and base2new/test_new with CFG vit_b16_cross_datasets) is tried when
 our cross_dataset/ directory does not exist.
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmrl.engine.records import read_record
+from mmrl.errors import RecordError
 from mmrl.results.logparse import last_result
 from mmrl.sweep.plan import Job
 
@@ -22,6 +24,7 @@ class Reading:
     value: float | None
     source: str        # "record" | "log" | why there is no value
     path: str
+    config: dict | None = None   # the record's resolved config (None for log.txt readings)
 
 
 def authors_cd_dir(run_dir: str) -> Path | None:
@@ -34,14 +37,17 @@ def authors_cd_dir(run_dir: str) -> Path | None:
 
 
 def _read_dir(run: Path) -> Reading | None:
-    rec = read_record(run)
+    try:
+        rec = read_record(run)
+    except RecordError as e:  # never fall back to log.txt: the record is the truth about the run
+        return Reading(None, str(e), str(run))
     if rec is not None:
         if rec.get("status") != "complete":
             return Reading(None, f"record.json says {rec.get('status')!r}", str(run))
         acc = (rec.get("metrics") or {}).get("accuracy")
         if acc is None:
             return Reading(None, "record.json has no metrics.accuracy", str(run))
-        return Reading(float(acc), "record", str(run))
+        return Reading(float(acc), "record", str(run), rec.get("config"))
     log = run / "log.txt"
     if log.is_file():
         v = last_result(log)

@@ -111,7 +111,7 @@ def run_dir(output: str, *parts: str) -> str:
 
 def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
           model_dir: str | None, eval_only: bool, opts: list[str]) -> tuple[str, ...]:
-    argv = ["--root", root, "--seed", str(seed), "--trainer", trainer,
+    argv = (["--root", root] if root else []) + ["--seed", str(seed), "--trainer", trainer,
             "--dataset-config-file", _shown(catalog.dataset_yaml(stem)),
             "--config-file", trainer_config_file(trainer, cfg), "--output-dir", out_dir]
     if model_dir:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from mmrl.engine.records import read_record
-from mmrl.errors import MMRLError
+from mmrl.errors import MMRLError, RecordError
 from mmrl.results.logparse import tail
 from mmrl.sweep.history import move_aside
 from mmrl.sweep.lock import RunLock
@@ -74,8 +74,16 @@ class Outcome:
         return not self.ok and self.action != "elsewhere"
 
 
+def _record(run_dir: str) -> dict | None:
+    """The record, or {"status": "unreadable", "error": why} when the file cannot be read."""
+    try:
+        return read_record(run_dir)
+    except RecordError as e:
+        return {"status": "unreadable", "error": str(e)}
+
+
 def _verdict(job: Job, rc: int) -> tuple[bool, str]:
-    rec = read_record(job.run_dir)
+    rec = _record(job.run_dir)
     if rc != 0:
         why = (rec or {}).get("error") or ""
         return False, f"exit code {rc}" + (f": {why}" if why else "")
@@ -102,9 +110,10 @@ def _prepare(job: Job, want_hash: str | None) -> _Prepared | Outcome:
         return Outcome(job, "elsewhere", False, "running elsewhere (its lock is held); skipped")
     done: Outcome | None = None
     if job.model_dir:
-        train = read_record(job.model_dir)
+        train = _record(job.model_dir)
         if not train or train.get("status") != "complete":
-            done = Outcome(job, "blocked", False, f"needs its training {job.model_dir}, which is not complete")
+            why = f" ({train['error']})" if train and train.get("status") == "unreadable" else ""
+            done = Outcome(job, "blocked", False, f"needs its training {job.model_dir}, which is not complete{why}")
     if done is None:
         try:
             st = inspect(job, want_hash, probe_lock=False)
@@ -197,7 +206,7 @@ def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) 
                 with open(c, "a") as f:
                     f.write(f"(evaluated in a shared pass; console output in {consoles[0]})\n")
             for p, c in zip(prepared, consoles):
-                rec = read_record(p.job.run_dir) or {}
+                rec = _record(p.job.run_dir) or {}
                 rc = 0 if rec.get("status") == "complete" else 1
                 outcomes[p.job.id] = _conclude(p, rc, "", consoles[0], (time.time() - t0) / len(prepared))
         finally:

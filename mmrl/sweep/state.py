@@ -10,6 +10,8 @@ States (``mmrl status`` prints them):
     stale     the config changed, the training was rerun after this evaluation, or the
               directory holds only an authors'-style log.txt
 
+An unreadable record.json is "failed": the directory is moved aside (file kept) and rerun.
+
 Actions: complete -> skip; running -> skip (reported); missing -> run; failed with a record of
 the same config -> resume in place (the engine continues from its resume file); stale or a
 directory without a record -> move it aside (``history.move_aside``) and run afresh.
@@ -25,6 +27,7 @@ from typing import Any
 
 from mmrl.engine.args import parse_run_args
 from mmrl.engine.records import expected_hash, read_record
+from mmrl.errors import RecordError
 from mmrl.results.logparse import last_result
 from mmrl.sweep.lock import engine_running, is_locked
 from mmrl.sweep.plan import Job
@@ -94,7 +97,10 @@ def eval_staleness(job: Job, rec: dict) -> str | None:
     """Why an evaluation no longer matches its training on disk (None when it still does)."""
     if not job.model_dir:
         return None
-    train = read_record(job.model_dir)
+    try:
+        train = read_record(job.model_dir)
+    except RecordError as e:
+        return str(e)
     if not train or train.get("status") != "complete":
         return f"its training {job.model_dir} is not complete any more"
     loaded = (rec.get("checkpoint") or {}).get("sha256")
@@ -116,7 +122,10 @@ def inspect(job: Job, want_hash: str | None = None, *, probe_lock: bool = True) 
         return JobState("running", "elsewhere", "another sweep holds its lock")
     if engine_running(run):
         return JobState("running", "elsewhere", "a train.py process is running it")
-    rec = read_record(run)
+    try:
+        rec = read_record(run)
+    except RecordError as e:  # moved aside with the unreadable file, never read as a result
+        return JobState("failed", "rerun", str(e))
     if rec is None:
         # hidden files (the engine's lock, temp files) say nothing about a run's results
         files = {p.name for p in run.iterdir() if not p.name.startswith(".")} if run.is_dir() else set()

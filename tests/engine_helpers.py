@@ -1,0 +1,29 @@
+"""Shared helpers for the engine tests (imported, not a conftest): a run's argv and record."""
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["MODEL.BACKBONE.NAME", "tiny-test", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "64",
+        "TRAIN.PRINT_FREQ", "5"]
+
+
+def write_eurosat(tmp_path_factory):
+    from mmrl.datasets.synthetic import write_synthetic_dataset
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset("eurosat", root, n_per_class=20)
+    return root
+
+
+def argv(root, out, *extra_named, seed=1, trainer="MMRL", opts=(), epochs=2, subsample="base", shots=4):
+    return ["--root", str(root), "--seed", str(seed), "--trainer", trainer,
+            "--dataset-config-file", str(REPO / "configs/datasets/eurosat.yaml"),
+            "--config-file", str(REPO / f"configs/trainers/{trainer}/vit_b16.yaml"),
+            "--output-dir", str(out), *extra_named,
+            "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", subsample, "TASK", "B2N",
+            *(["OPTIM.MAX_EPOCH", str(epochs)] if epochs is not None else []),
+            "DATASET.FEWSHOT_DIR", str(Path(out).parent / "fewshot"),
+            *FAST, *opts]
+
+
+def record(out):
+    return json.loads((Path(out) / "record.json").read_text())
