@@ -7,6 +7,7 @@ a sampler seed and per-sample crop/flip draws) with plain random/torch calls, an
 with what the Trainer actually produced.
 """
 import json
+import os
 import math
 import random
 from pathlib import Path
@@ -157,8 +158,8 @@ class Recorder:
         def forward_train(model, images, labels):
             if recorder.initial is None:
                 recorder.model = model
-                recorder.initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            recorder.inputs.append(images.detach().clone())
+                recorder.initial = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            recorder.inputs.append(images.detach().cpu().clone())
             return real_forward(model, images, labels)
         monkeypatch.setattr(MultiModalRepresentationLearner, "forward_train", forward_train)
 
@@ -290,12 +291,20 @@ def epoch_batches(train_x: list[str], batch: int) -> tuple[int, list[list[str]]]
     return base_seed, [[train_x[i] for i in perm[b * batch:(b + 1) * batch]] for b in range(len(train_x) // batch)]
 
 
-@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
-def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, trainer):
+@pytest.mark.parametrize("trainer, interrupted", [("MMRL", False), ("MMRLpp", False), ("MMRL", True)])
+def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, trainer, interrupted):
+    """Initial trainables, the images of every step and their crops and flips; a run killed
+    after epoch 1 and resumed continues the same stream."""
     seed, shots, batch, epochs = 2, 4, 4, 2
     rec = Recorder(monkeypatch)
-    assert run_main(run_argv(data_root, tmp_path / "run", trainer, seed=seed, epochs=epochs,
-                             opts=["TEST.NO_TEST", "True", "TEST.CACHE_DIR", "none"])) == 0
+    argv = run_argv(data_root, tmp_path / "run", trainer, seed=seed, epochs=epochs,
+                    opts=["TEST.NO_TEST", "True", "TEST.CACHE_DIR", "none"])
+    if interrupted:
+        monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+        assert run_main(argv) != 0
+        monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    assert run_main(argv) == 0
+    assert ("Found checkpoint at" in (tmp_path / "run" / "log.txt").read_text()) == interrupted
 
     train_x = reference_train_x(data_root, seed, shots)
     torch.manual_seed(seed)
@@ -357,3 +366,40 @@ def test_fresh_and_reused_caches_train_the_same_model(data_root, tmp_path, monke
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture
+def restore_cuda_flags():
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_deterministic_cuda_runs_are_identical(data_root, tmp_path, monkeypatch, restore_cuda_flags):
+    monkeypatch.setenv("MMRL_DETERMINISTIC", "1")
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for out in runs:
+        assert run_main(run_argv(data_root, out, epochs=2, opts=["TEST.NO_TEST", "True"])) == 0
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    a, b = (final_state(out) for out in runs)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_deterministic_switch(monkeypatch, restore_cuda_flags):
+    from mmrl.utils.rng import configure_cuda, deterministic_requested
+    monkeypatch.delenv("MMRL_DETERMINISTIC", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # restored (unset) after the test
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    assert not deterministic_requested()
+    configure_cuda(deterministic_requested())
+    assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setenv("MMRL_DETERMINISTIC", "1")
+    assert deterministic_requested()
+    configure_cuda(deterministic_requested())
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"

@@ -28,7 +28,7 @@ from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, count_parameters, select_test_logits
 from mmrl.models.prompts import Prompts
 from mmrl.models.zeroshot import ZeroshotCLIP
-from mmrl.utils.rng import isolated_rng
+from mmrl.utils.rng import configure_cuda, deterministic_requested, isolated_rng
 
 log = logging.getLogger("mmrl.engine")
 
@@ -86,7 +86,7 @@ class Trainer:
         use_cuda = torch.cuda.is_available() and cfg.USE_CUDA
         self.device = torch.device("cuda" if use_cuda else "cpu")
         if use_cuda:
-            torch.backends.cudnn.benchmark = True
+            configure_cuda(deterministic_requested())
         blk = trainer_block(cfg)
         requested = blk.PREC if blk is not None else cfg.TRAINER.ZeroshotCLIP.PREC
         # training arithmetic (PREC) and evaluation arithmetic (TEST.PREC), requested and used here

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mmrl.errors import ConfigError
 from mmrl.models.mmrl import ArchSpec
 
 MLP_RATIO = 4  # the authors' CLIP blocks: c_fc is width -> 4 * width
@@ -153,7 +154,8 @@ def reference_initial_state(spec: ArchSpec, dims: ClipDims) -> dict[str, torch.T
     """Draw, on the global torch generator and in the reference's order, everything its
     ``build_model`` draws; return the initial trainable tensors by state-dict name."""
     if spec.trainer not in ("MMRL", "MMRLpp"):
-        raise ValueError(f"no reference initialisation order for trainer {spec.trainer!r}")
+        raise ConfigError(f"trainer {spec.trainer!r} has no reference initialisation order; a trainable "
+                          f"method must define the order its reference draws in (mmrl/models/init_order.py)")
     scratch = _Discard()
     projection = _clip_build(spec, dims, scratch)  # build #1: the MMRL branch; its projection is kept
     _clip_build(spec, dims, scratch)               # build #2: the frozen zero-shot model
