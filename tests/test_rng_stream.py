@@ -144,6 +144,10 @@ def run_argv(root, out, trainer="MMRL", seed=1, epochs=1, workers=0, opts=()):
             "DATALOADER.TEST.BATCH_SIZE", "64", *opts]
 
 
+# no test pass; every step calls forward_train (a replayed CUDA graph would not)
+RECORDED = ["TEST.NO_TEST", "True", "TEST.CACHE_DIR", "none", "TRAIN.CUDA_GRAPH", "False"]
+
+
 class Recorder:
     """What reached the model: the trainables before the first step, and each step's inputs."""
 
@@ -298,7 +302,7 @@ def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, tra
     seed, shots, batch, epochs = 2, 4, 4, 2
     rec = Recorder(monkeypatch)
     argv = run_argv(data_root, tmp_path / "run", trainer, seed=seed, epochs=epochs,
-                    opts=["TEST.NO_TEST", "True", "TEST.CACHE_DIR", "none"])
+                    opts=RECORDED)
     if interrupted:
         monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
         assert run_main(argv) != 0
@@ -331,7 +335,7 @@ def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
     seed, workers = 1, 2
     rec = Recorder(monkeypatch)
     assert run_main(run_argv(data_root, tmp_path / "run", seed=seed, workers=workers,
-                             opts=["TEST.NO_TEST", "True", "TEST.CACHE_DIR", "none"])) == 0
+                             opts=RECORDED)) == 0
     train_x = reference_train_x(data_root, seed, 4)
     torch.manual_seed(seed)
     replay_build_model(rec.model.spec, authors_dims(rec.model.clip))
