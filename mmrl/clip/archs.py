@@ -34,5 +34,6 @@ def build_tiny_clip(name: str) -> CLIP:
                            patch_size=a["patch_size"], image_size=a["image_size"])
     text = CLIPTextCfg(context_length=77, vocab_size=49408, width=a["text_width"], heads=a["text_heads"],
                        layers=a["layers"])
-    torch.manual_seed(0)
-    return CLIP(a["embed_dim"], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+    with torch.random.fork_rng(devices=[]):  # fixed random weights, caller's stream untouched
+        torch.manual_seed(0)
+        return CLIP(a["embed_dim"], vision_cfg=vision, text_cfg=text, quick_gelu=True)

@@ -26,6 +26,7 @@ from torch import nn
 from mmrl.clip.archs import TINY_ARCHS, build_tiny_clip
 from mmrl.errors import MMRLError, WeightsError
 from mmrl.utils.download import download_url, sha256_file
+from mmrl.utils.rng import isolated_rng
 from mmrl.utils.torchfile import load_torch_file
 
 log = logging.getLogger("mmrl.clip")
@@ -123,8 +124,17 @@ def check_weights_option(name: str, weights: str) -> None:
 
 
 def load_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn.Module, BackboneInfo]:
-    """A fresh fp32 CLIP in eval mode with every parameter frozen."""
+    """A fresh fp32 CLIP in eval mode with every parameter frozen.
+
+    Construction leaves the caller's random streams as they were (module initialisers draw
+    from a fork), so a run's stream does not depend on whether the backbone was cached.
+    """
     check_weights_option(name, weights)
+    with isolated_rng():
+        return _load_backbone(name, weights, cache_dir)
+
+
+def _load_backbone(name: str, weights: str, cache_dir: str) -> tuple[nn.Module, BackboneInfo]:
     if name in TINY_ARCHS and name != "demo-tiny":
         model, info = build_tiny_clip(name), BackboneInfo(name, "random")
     elif name == "demo-tiny":

@@ -208,7 +208,9 @@ def _decode_into(items: Sequence[Item], pre: list, shape: tuple, path: Path, *, 
     """Decode + resize + crop every item into a new uint8 file at ``path``; returns substitutions."""
     # ImageDataset does the decoding (and the SKIP_CORRUPT substitution) exactly as the normal path
     dataset = loaders.ImageDataset(items, T.Compose([*pre, _ToCHW()]), skip_corrupt=skip_corrupt)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=SequentialSampler(dataset), num_workers=num_workers)
+    # its own generator: a cache build must not advance the run's global torch stream
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=SequentialSampler(dataset), num_workers=num_workers,
+                        generator=torch.Generator())
     arr = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
     subs: dict[int, int] = {}
     pos = 0

@@ -33,6 +33,7 @@ from mmrl.engine.args import parse_run_args
 from mmrl.engine.records import RECORD_NAME, SCHEMA, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
 from mmrl.errors import CheckpointError, MMRLError, RunError
+from mmrl.utils.rng import deterministic_requested
 
 log = logging.getLogger("mmrl.engine")
 
@@ -57,7 +58,7 @@ def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cuda_available": cuda,
             "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-            "pillow": PIL.__version__, "threads": torch.get_num_threads()}
+            "pillow": PIL.__version__, "threads": torch.get_num_threads(), "deterministic": deterministic_requested()}
 
 
 def _now() -> str:

@@ -24,9 +24,11 @@ from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.schedule import ProtocolLR
 from mmrl.engine.train_step import TrainStep, build_adamw
 from mmrl.errors import CheckpointError, ConfigError, RunError
+from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, count_parameters, select_test_logits
 from mmrl.models.prompts import Prompts
 from mmrl.models.zeroshot import ZeroshotCLIP
+from mmrl.utils.rng import configure_cuda, deterministic_requested, isolated_rng
 
 log = logging.getLogger("mmrl.engine")
 
@@ -84,7 +86,7 @@ class Trainer:
         use_cuda = torch.cuda.is_available() and cfg.USE_CUDA
         self.device = torch.device("cuda" if use_cuda else "cpu")
         if use_cuda:
-            torch.backends.cudnn.benchmark = True
+            configure_cuda(deterministic_requested())
         blk = trainer_block(cfg)
         requested = blk.PREC if blk is not None else cfg.TRAINER.ZeroshotCLIP.PREC
         # training arithmetic (PREC) and evaluation arithmetic (TEST.PREC), requested and used here
@@ -149,7 +151,11 @@ class Trainer:
             spec = self._checkpoint_arch(spec)
         clip = self._backbone(spec.backbone)
         log.info("Building custom CLIP")
-        self.model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg)).to(self.device)
+        with isolated_rng():  # its initialisers draw in another order than the reference's
+            model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg))
+        if not self.eval_only:  # the reference's build_model draws, in its order (rng.md §2.4)
+            model.load_state_dict(reference_initial_state(spec, ClipDims.of(clip)))
+        self.model = model.to(self.device)
         log.info("Turning off gradients in both the image and the text encoder")
         names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
         log.info("Parameters to be updated: {%s}", ", ".join(repr(n) for n in names))
