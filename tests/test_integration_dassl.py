@@ -250,8 +250,8 @@ def test_zeroshot_clip_in_dassl_equals_the_harness(data_root, tmp_path):
 
 
 @needs_dassl
-def test_a_name_the_repository_registered_is_left_alone(monkeypatch):
-    from dassl.engine import TRAINER_REGISTRY, TrainerX
+def test_a_name_the_repository_registered_is_left_alone(monkeypatch, data_root, tmp_path):
+    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
     import mmrl.integrations.dassl as mmrl_dassl
 
     class TheirsMMRL(TrainerX):
@@ -268,6 +268,9 @@ def test_a_name_the_repository_registered_is_left_alone(monkeypatch):
     cls = mmrl_dassl.register("MMRL", as_name="MMRL_mmrl")
     assert TRAINER_REGISTRY.get("MMRL_mmrl") is cls and issubclass(cls, mmrl_dassl.MMRL)
     assert mmrl_dassl.register("MMRL", as_name="MMRL_mmrl") is cls  # registering again changes nothing
+    _register_coop_style_eurosat()
+    renamed = build_trainer(dassl_cfg("MMRL", data_root, tmp_path, "base", opts=["TRAINER.NAME", "MMRL_mmrl"]))
+    assert type(renamed) is cls and renamed.model.spec.trainer == "MMRL" and renamed.head == "fused"
 
 
 @needs_dassl
