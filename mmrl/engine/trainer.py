@@ -119,6 +119,13 @@ def load_eval_weights(model: MultiModalRepresentationLearner, info: dict) -> Non
     log.info('Loading weights to %s from "%s" (epoch = %s)', ckpt.MODEL_NAME, info["path"], info["epoch"])
 
 
+def check_loss(loss: float, epoch: int, batch_idx: int) -> None:
+    """A non-finite loss fails the run instead of reporting an accuracy."""
+    if not math.isfinite(loss):
+        raise RunError(f"the loss became {loss} at epoch {epoch + 1}, batch {batch_idx + 1}: "
+                       f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
+
+
 class Trainer:
     def __init__(self, cfg, output_dir: Path, *, eval_only: bool = False, model_dir: str = "",
                  load_epoch: int | None = None) -> None:
@@ -287,9 +294,7 @@ class Trainer:
             loss, fused = self.step(images, labels)
             # one host sync per step, for both numbers
             loss_val, acc = torch.stack([loss.float(), (fused.argmax(dim=1) == labels).float().mean() * 100.0]).tolist()
-            if not math.isfinite(loss_val):
-                raise RunError(f"the loss became {loss_val} at epoch {epoch + 1}, batch {batch_idx + 1}: "
-                               f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
+            check_loss(loss_val, epoch, batch_idx)
             if batch_idx + 1 == num_batches:  # protocol: the scheduler steps inside the last batch
                 self.scheduler.step()
             meters["loss"].update(loss_val, labels.numel())

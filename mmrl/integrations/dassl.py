@@ -22,13 +22,16 @@ import logging
 import sys
 import warnings
 
+import torch
+
 from mmrl.config import clone_unfrozen, flatten, get_default_config, load_overrides, validate
 from mmrl.data.resources import DEFAULT_TEMPLATE, text_template
 from mmrl.engine import checkpoint as ckpt
+from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.runlog import run_logging
 from mmrl.engine.schedule import build_protocol_optimizer
-from mmrl.engine.trainer import (autocast_context, build_mmrl_model, config_backbone, load_eval_weights,
-                                 optimisation_step, read_eval_checkpoint, resolve_precision)
+from mmrl.engine.train_step import TrainStep
+from mmrl.engine.trainer import build_mmrl_model, check_loss, config_backbone, load_eval_weights, read_eval_checkpoint
 from mmrl.errors import ConfigError
 from mmrl.models.mmrl import ArchSpec, select_test_logits
 from mmrl.models.prompts import Prompts
@@ -169,18 +172,24 @@ class _RepresentationTrainer(_HarnessTrainer):
         clip, _ = config_backbone(cfg, spec.backbone)
         self.model = build_mmrl_model(cfg, spec, self.prompts, clip.to(self.device), self.device)
         self.optim, self.sched = build_protocol_optimizer(
-            [p for p in self.model.parameters() if p.requires_grad], cfg.OPTIM)
-        self.scaler = _grad_scaler(self.precision)
+            [p for p in self.model.parameters() if p.requires_grad], cfg.OPTIM, self.device)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "amp")
+        self.step = TrainStep(self.model, self.optim, scaler, self.precision, self.device,
+                              graphs=bool(cfg.TRAIN.CUDA_GRAPH))
         self._models.pop(ckpt.MODEL_NAME, None)
         self.register_model(ckpt.MODEL_NAME, self.model, self.optim, self.sched)
 
+    def before_epoch(self) -> None:
+        self.step.new_epoch()  # the learning rate may have changed
+
     def forward_backward(self, batch) -> dict:
         images, labels = self.parse_batch_train(batch)
-        loss, fused = optimisation_step(self.model, self.optim, self.scaler, images, labels, self.precision,
-                                        self.device, where=f"epoch {self.epoch + 1}, batch {self.batch_idx + 1}")
+        loss, fused = self.step(images, labels)
+        loss = float(loss)
+        check_loss(loss, self.epoch, self.batch_idx)
         if self.batch_idx + 1 == self.num_batches:  # protocol: the scheduler steps inside the last batch
             self.update_lr()
-        return {"loss": loss.item(), "acc": compute_accuracy(fused, labels)[0].item()}
+        return {"loss": loss, "acc": compute_accuracy(fused, labels)[0].item()}
 
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name="") -> None:
         path = ckpt.save_checkpoint(directory, state_dict=self.model.state_dict(), epoch=epoch + 1,
@@ -196,11 +205,6 @@ class _RepresentationTrainer(_HarnessTrainer):
         if spec != self.model.spec:
             self._build(spec)
         load_eval_weights(self.model, info)
-
-
-def _grad_scaler(precision: str):
-    import torch
-    return torch.amp.GradScaler("cuda", enabled=precision == "amp")
 
 
 class MMRL(_RepresentationTrainer):
