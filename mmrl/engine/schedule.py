@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from mmrl.errors import ConfigError
 
 
@@ -51,3 +53,15 @@ class ProtocolLR:
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
         self._apply()
+
+
+def build_protocol_optimizer(params, optim, device) -> tuple[torch.optim.AdamW, ProtocolLR]:
+    """The protocol's AdamW and schedule from an OPTIM config node (protocol.md §7)."""
+    from mmrl.engine.train_step import build_adamw
+    if optim.NAME != "adamw":
+        raise ConfigError(f"OPTIM.NAME {optim.NAME!r}: the MMRL protocol uses 'adamw'")
+    optimizer = build_adamw(params, device, lr=optim.LR, weight_decay=optim.WEIGHT_DECAY,
+                            betas=(optim.ADAM_BETA1, optim.ADAM_BETA2))
+    scheduler = ProtocolLR(optimizer, optim.LR, optim.MAX_EPOCH, optim.WARMUP_EPOCH, optim.WARMUP_CONS_LR,
+                           optim.WARMUP_TYPE, optim.LR_SCHEDULER)
+    return optimizer, scheduler

@@ -21,8 +21,8 @@ from mmrl.config import trainer_block
 from mmrl.engine import checkpoint as ckpt
 from mmrl.engine.evaluator import Classification
 from mmrl.engine.precision import autocast_context, resolve_precision
-from mmrl.engine.schedule import ProtocolLR
-from mmrl.engine.train_step import TrainStep, build_adamw
+from mmrl.engine.schedule import build_protocol_optimizer
+from mmrl.engine.train_step import TrainStep
 from mmrl.errors import CheckpointError, ConfigError, RunError
 from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, count_parameters, select_test_logits
@@ -72,6 +72,67 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((n[0], n[1].numpy(), n[2], n[3], n[4]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def config_backbone(cfg, name: str):
+    """The shared frozen backbone ``name`` with the config's weight settings, checked against INPUT.SIZE."""
+    log.info("Loading CLIP (backbone: %s)", name)
+    clip, info = shared_backbone(name, cfg.MODEL.BACKBONE.WEIGHTS, cfg.MODEL.BACKBONE.CACHE_DIR)
+    size = image_size(clip)
+    if tuple(cfg.INPUT.SIZE) != (size, size):
+        raise ConfigError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match backbone {name}'s input size "
+                          f"{size}; set INPUT.SIZE ({size}, {size}).")
+    return clip, info
+
+
+def build_mmrl_model(cfg, spec: ArchSpec, prompts: Prompts, clip, device: torch.device, *,
+                     reference_init: bool) -> MultiModalRepresentationLearner:
+    """MMRL / MMRL++ of architecture ``spec`` over ``clip`` (already on ``device``), with the reference's
+    build lines. ``reference_init``: the initial trainables are the reference's build-time draws, in
+    its order (rng.md §2.4; for training, so that a seed trains what it trains there)."""
+    log.info("Building custom CLIP")
+    with isolated_rng():  # its own initialisers draw in another order than the reference's
+        model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg))
+    if reference_init:
+        model.load_state_dict(reference_initial_state(spec, ClipDims.of(clip)))
+    model = model.to(device)
+    log.info("Turning off gradients in both the image and the text encoder")
+    names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    log.info("Parameters to be updated: {%s}", ", ".join(repr(n) for n in names))
+    return model
+
+
+def read_eval_checkpoint(model_dir: str, load_epoch: int | None, current: ArchSpec) -> tuple[ArchSpec, dict]:
+    """Evaluation: the architecture comes from the checkpoint, never from the current dataset's overrides.
+
+    Returns the checkpoint's architecture and {"path", "state_dict", "epoch"}."""
+    if not model_dir:
+        raise CheckpointError("--eval-only needs --model-dir (the training run to evaluate); "
+                              "only ZeroshotCLIP evaluates without one.")
+    path = ckpt.find_checkpoint(model_dir, load_epoch)
+    sd, arch, epoch = ckpt.read_for_eval(path)
+    if "backbone" not in arch:  # an authors' file: shapes from tensors, the rest from the config
+        arch = ckpt.authors_arch(sd, current.to_dict())
+    spec = ArchSpec.from_dict(arch)
+    if spec.trainer != current.trainer:
+        raise CheckpointError(f"{path} holds a {spec.trainer} model but --trainer is {current.trainer}")
+    if spec.rep_dim != current.rep_dim:
+        log.warning("REP_DIM %d from the current config is ignored: the checkpoint was trained with %d",
+                    current.rep_dim, spec.rep_dim)
+    return spec, {"path": str(path), "state_dict": sd, "epoch": epoch}
+
+
+def load_eval_weights(model: MultiModalRepresentationLearner, info: dict) -> None:
+    """Load the trainable tensors of a checkpoint read by :func:`read_eval_checkpoint` (strict, shapes checked)."""
+    model.load_state_dict(ckpt.trainable_state(info["state_dict"], dict(model.state_dict())), strict=True)
+    log.info('Loading weights to %s from "%s" (epoch = %s)', ckpt.MODEL_NAME, info["path"], info["epoch"])
+
+
+def check_loss(loss: float, epoch: int, batch_idx: int) -> None:
+    """A non-finite loss fails the run instead of reporting an accuracy."""
+    if not math.isfinite(loss):
+        raise RunError(f"the loss became {loss} at epoch {epoch + 1}, batch {batch_idx + 1}: "
+                       f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
 
 
 class Trainer:
@@ -129,14 +190,7 @@ class Trainer:
         log.info(tabulate(rows, tablefmt="simple"))
 
     def _backbone(self, name: str):
-        cfg = self.cfg
-        log.info("Loading CLIP (backbone: %s)", name)
-        clip, info = shared_backbone(name, cfg.MODEL.BACKBONE.WEIGHTS, cfg.MODEL.BACKBONE.CACHE_DIR)
-        size = image_size(clip)
-        if tuple(cfg.INPUT.SIZE) != (size, size):
-            raise ConfigError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match backbone {name}'s input size "
-                              f"{size}; set INPUT.SIZE ({size}, {size}).")
-        self.backbone_info = info
+        clip, self.backbone_info = config_backbone(self.cfg, name)
         return clip.to(self.device)
 
     def build_model(self) -> None:
@@ -149,23 +203,12 @@ class Trainer:
         spec = ArchSpec.from_cfg(cfg)
         if self.eval_only:
             spec = self._checkpoint_arch(spec)
-        clip = self._backbone(spec.backbone)
-        log.info("Building custom CLIP")
-        with isolated_rng():  # its initialisers draw in another order than the reference's
-            model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg))
-        if not self.eval_only:  # the reference's build_model draws, in its order (rng.md §2.4)
-            model.load_state_dict(reference_initial_state(spec, ClipDims.of(clip)))
-        self.model = model.to(self.device)
-        log.info("Turning off gradients in both the image and the text encoder")
-        names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
-        log.info("Parameters to be updated: {%s}", ", ".join(repr(n) for n in names))
+        self.model = build_mmrl_model(cfg, spec, prompts, self._backbone(spec.backbone), self.device,
+                                      reference_init=not self.eval_only)
         self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         if not self.eval_only:
             params = [p for p in self.model.parameters() if p.requires_grad]
-            self.optimizer = build_adamw(params, self.device, lr=cfg.OPTIM.LR, weight_decay=cfg.OPTIM.WEIGHT_DECAY,
-                                         betas=(cfg.OPTIM.ADAM_BETA1, cfg.OPTIM.ADAM_BETA2))
-            self.scheduler = ProtocolLR(self.optimizer, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH,
-                                        cfg.OPTIM.WARMUP_CONS_LR, cfg.OPTIM.WARMUP_TYPE, cfg.OPTIM.LR_SCHEDULER)
+            self.optimizer, self.scheduler = build_protocol_optimizer(params, cfg.OPTIM, self.device)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision["used"] == "amp")
             self.step = TrainStep(self.model, self.optimizer, self.scaler, self.precision["used"], self.device,
                                   graphs=bool(cfg.TRAIN.CUDA_GRAPH))
@@ -178,28 +221,12 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     def _checkpoint_arch(self, current: ArchSpec) -> ArchSpec:
         """Eval-only: the architecture comes from the checkpoint, never from the current dataset's overrides."""
-        if not self.model_dir:
-            raise CheckpointError("--eval-only needs --model-dir (the training run to evaluate); "
-                                  "only ZeroshotCLIP evaluates without one.")
-        path = ckpt.find_checkpoint(self.model_dir, self.load_epoch)
-        sd, arch, epoch = ckpt.read_for_eval(path)
-        if "backbone" not in arch:  # an authors' file: shapes from tensors, the rest from the config
-            arch = ckpt.authors_arch(sd, current.to_dict())
-        spec = ArchSpec.from_dict(arch)
-        if spec.trainer != current.trainer:
-            raise CheckpointError(f"{path} holds a {spec.trainer} model but --trainer is {current.trainer}")
-        if spec.rep_dim != current.rep_dim:
-            log.warning("REP_DIM %d from the current config is ignored: the checkpoint was trained with %d",
-                        current.rep_dim, spec.rep_dim)
-        self.loaded_checkpoint = {"path": str(path), "state_dict": sd, "epoch": epoch}
+        spec, self.loaded_checkpoint = read_eval_checkpoint(self.model_dir, self.load_epoch, current)
         return spec
 
     def load_for_eval(self) -> None:
         info = self.loaded_checkpoint
-        want = dict(self.model.state_dict())
-        state = ckpt.trainable_state(info["state_dict"], want)
-        self.model.load_state_dict(state, strict=True)
-        log.info('Loading weights to %s from "%s" (epoch = %s)', ckpt.MODEL_NAME, info["path"], info["epoch"])
+        load_eval_weights(self.model, info)
         info.pop("state_dict")
         info["sha256"] = _sha256(info["path"])
 
@@ -277,9 +304,7 @@ class Trainer:
             loss, fused = self.step(images, labels)
             # one host sync per step, for both numbers
             loss_val, acc = torch.stack([loss.float(), (fused.argmax(dim=1) == labels).float().mean() * 100.0]).tolist()
-            if not math.isfinite(loss_val):
-                raise RunError(f"the loss became {loss_val} at epoch {epoch + 1}, batch {batch_idx + 1}: "
-                               f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
+            check_loss(loss_val, epoch, batch_idx)
             if batch_idx + 1 == num_batches:  # protocol: the scheduler steps inside the last batch
                 self.scheduler.step()
             meters["loss"].update(loss_val, labels.numel())

@@ -1,0 +1,261 @@
+"""Our methods as Dassl trainers, for CoOp-family repositories (CoOp, MaPLe, PromptSRC forks).
+
+In the repository's ``train.py``, next to its own ``import trainers.coop`` lines (after them, so
+that a name the repository registers itself stays its own)::
+
+    import mmrl.integrations.dassl as mmrl_dassl   # registers MMRL, MMRLpp, ZeroshotCLIP
+
+    def extend_cfg(cfg):
+        ...                                        # the repository's own keys
+        mmrl_dassl.extend_cfg(cfg)                 # ours: TRAINER.MMRL, TRAINER.MMRLpp, TASK, ...
+
+then ``python train.py --trainer MMRL ... TASK B2N`` runs inside Dassl's loop with Dassl's data
+manager, transforms and evaluator, and with our model (the fast path), our AdamW + protocol
+schedule (Dassl's warm-up scheduler no longer constructs on current torch), our test-head rule
+and our checkpoints in Dassl's layout (``<OUTPUT_DIR>/MultiModalRepresentationLearner/
+model.pth.tar-<E>`` + ``checkpoint``), which ``mmrl train --eval-only --model-dir`` also reads.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+
+import torch
+
+from mmrl.config import clone_unfrozen, flatten, get_default_config, load_overrides, validate
+from mmrl.data.resources import DEFAULT_TEMPLATE, text_template
+from mmrl.engine import checkpoint as ckpt
+from mmrl.engine.precision import autocast_context, resolve_precision
+from mmrl.engine.runlog import run_logging
+from mmrl.engine.schedule import build_protocol_optimizer
+from mmrl.engine.train_step import TrainStep
+from mmrl.engine.trainer import build_mmrl_model, check_loss, config_backbone, load_eval_weights, read_eval_checkpoint
+from mmrl.errors import ConfigError
+from mmrl.models.mmrl import ArchSpec, select_test_logits
+from mmrl.models.prompts import Prompts
+from mmrl.models.zeroshot import ZeroshotCLIP as ZeroshotCLIPModel
+
+_INSTALL = ("mmrl.integrations.dassl needs Dassl, which is not on PyPI: clone "
+            "https://github.com/KaiyangZhou/Dassl.pytorch and run `pip install -e .` in the clone (or put the "
+            "clone on PYTHONPATH), then `pip install 'mmrl[dassl]'` for the packages Dassl imports "
+            "(tensorboard, wilds).")
+
+
+def _install_message(err: ImportError) -> str:
+    missing = (getattr(err, "name", None) or "").split(".")[0]
+    if missing and missing != "dassl":
+        return (f"Dassl is there but it imports {missing!r}, which is not installed: "
+                f"`pip install 'mmrl[dassl]'` installs what Dassl imports ({err}).")
+    return f"{_INSTALL} ({err})"
+
+
+try:
+    from dassl.engine import TRAINER_REGISTRY, TrainerX
+    from dassl.metrics import compute_accuracy
+except ImportError as _err:
+    raise ImportError(_install_message(_err)) from _err
+
+
+def extend_cfg(cfg) -> None:
+    """Add our config keys with our defaults to a Dassl config: the TRAINER.MMRL / MMRLpp /
+    ZeroshotCLIP blocks, TASK, DATASET.SUBSAMPLE_CLASSES and our MODEL / TEST / DATASET extras.
+    Keys the config already has keep their value (the repository's own defaults win)."""
+    _add_missing(cfg, get_default_config())
+
+
+def _add_missing(node, ours) -> None:
+    for key in ours.keys():
+        if key not in node:
+            node[key] = clone_unfrozen(ours[key]) if hasattr(ours[key], "keys") else ours[key]
+        elif hasattr(ours[key], "keys") and hasattr(node[key], "keys"):
+            _add_missing(node[key], ours[key])
+
+
+def protocol_overrides(trainer: str, task: str, dataset_name: str) -> list:
+    """The per-dataset protocol settings (configs/overrides/<TRAINER>.yaml) as a KEY VALUE list for
+    ``cfg.merge_from_list``, as the authors' ``get_dataset_specified_config``; [] when there are none."""
+    entry, _ = load_overrides(trainer, task, dataset_name)
+    return [x for key, value in entry.items() for x in (key, value)]
+
+
+class _CurrentStdout:
+    """sys.stdout at the moment of writing: Dassl's setup_logger swaps it for its log.txt tee."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _dassl_log(method):
+    """Our library logs; Dassl's log.txt keeps stdout only. Route our lines there while ``method``
+    runs (and lift the ``logging.disable(WARNING)`` that importing Dassl's WILDS datasets sets for
+    the whole process)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        disabled = logging.root.manager.disable
+        logging.disable(logging.NOTSET)
+        try:
+            with run_logging(None, stream=_CurrentStdout()):
+                return method(self, *args, **kwargs)
+        finally:
+            logging.disable(disabled)
+    return wrapper
+
+
+class _HarnessTrainer(TrainerX):
+    """What every method shares: config checks, the method's config view, prompts, evaluation arithmetic."""
+
+    METHOD = ""
+
+    def check_cfg(self, cfg) -> None:
+        ours = flatten(get_default_config())
+        theirs = flatten(cfg)
+        block = f"TRAINER.{self.METHOD}."
+        missing = [k for k in ours if k not in theirs and (not k.startswith("TRAINER.") or k.startswith(block))]
+        if missing:
+            raise ConfigError(f"the Dassl config lacks {len(missing)} of our keys ({', '.join(missing[:4])}"
+                              f"{', ...' if len(missing) > 4 else ''}): "
+                              f"call mmrl.integrations.dassl.extend_cfg(cfg) in your train.py's extend_cfg "
+                              f"(before the config files are merged).")
+        if not cfg.TASK:
+            raise ConfigError("TASK is not set: add `TASK B2N`, `TASK FS` or `TASK CD` after the named options "
+                              "(it selects which logits are scored).")
+        if cfg.TEST.FINAL_MODEL != "last_step":
+            raise ConfigError(f"TEST.FINAL_MODEL {cfg.TEST.FINAL_MODEL!r}: the protocol deploys the last-epoch "
+                              f"model; set TEST.FINAL_MODEL last_step.")
+        validate(self._method_cfg(cfg))
+
+    def _method_cfg(self, cfg):
+        """The config as our code reads it: TRAINER.NAME is the method even when registered under another name."""
+        if cfg.TRAINER.NAME == self.METHOD:
+            return cfg
+        view = clone_unfrozen(cfg)
+        view.TRAINER.NAME = self.METHOD
+        view.freeze()
+        return view
+
+    def _prompts(self) -> Prompts:
+        dataset = self.dm.dataset
+        name = self.cfg.DATASET.NAME
+        template = getattr(dataset, "template", None) or text_template(name)
+        if template is None:
+            print(f"No MMRL text template for dataset {name!r}: using {DEFAULT_TEMPLATE!r} "
+                  f"(give the dataset class a `template` attribute to choose another)")
+            template = DEFAULT_TEMPLATE
+        return Prompts.build(list(dataset.classnames), template)
+
+    def model_inference(self, images):
+        with autocast_context(resolve_precision(self.cfg.TEST.PREC, self.device), self.device):
+            return self.model.forward_eval(images)[self.head].float()
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+
+class _RepresentationTrainer(_HarnessTrainer):
+    """MMRL / MMRL++: trained with our step and schedule inside Dassl's TrainerX loop."""
+
+    @_dassl_log
+    def build_model(self) -> None:
+        cfg = self._method_cfg(self.cfg)
+        self.precision = resolve_precision(cfg.TRAINER[self.METHOD].PREC, self.device)
+        self.prompts = self._prompts()
+        self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
+        self._build(ArchSpec.from_cfg(cfg))
+
+    def _build(self, spec: ArchSpec) -> None:
+        cfg = self._method_cfg(self.cfg)
+        clip, _ = config_backbone(cfg, spec.backbone)
+        self.model = build_mmrl_model(cfg, spec, self.prompts, clip.to(self.device), self.device, reference_init=True)
+        self.optim, self.sched = build_protocol_optimizer(
+            [p for p in self.model.parameters() if p.requires_grad], cfg.OPTIM, self.device)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "amp")
+        self.step = TrainStep(self.model, self.optim, scaler, self.precision, self.device,
+                              graphs=bool(cfg.TRAIN.CUDA_GRAPH))
+        self._models.pop(ckpt.MODEL_NAME, None)
+        self.register_model(ckpt.MODEL_NAME, self.model, self.optim, self.sched)
+
+    def before_epoch(self) -> None:
+        self.step.new_epoch()  # the learning rate may have changed
+
+    def forward_backward(self, batch) -> dict:
+        images, labels = self.parse_batch_train(batch)
+        loss, fused = self.step(images, labels)
+        loss = float(loss)
+        check_loss(loss, self.epoch, self.batch_idx)
+        if self.batch_idx + 1 == self.num_batches:  # protocol: the scheduler steps inside the last batch
+            self.update_lr()
+        return {"loss": loss, "acc": compute_accuracy(fused, labels)[0].item()}
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name="") -> None:
+        path = ckpt.save_checkpoint(directory, state_dict=self.model.state_dict(), epoch=epoch + 1,
+                                    arch=self.model.spec.to_dict(), optimizer=self.optim.state_dict(),
+                                    scheduler=self.sched.state_dict())
+        print(f"Checkpoint saved to {path}")
+
+    @_dassl_log
+    def load_model(self, directory, epoch=None) -> None:
+        """As our --eval-only: our files and the authors', --load-epoch honoured, the architecture
+        from the checkpoint (the model is rebuilt when the config's differs), a strict load."""
+        spec, info = read_eval_checkpoint(directory, epoch, self.model.spec)
+        if spec != self.model.spec:
+            self._build(spec)
+        load_eval_weights(self.model, info)
+
+
+class MMRL(_RepresentationTrainer):
+    METHOD = "MMRL"
+
+
+class MMRLpp(_RepresentationTrainer):
+    """MMRL++ (the authors' trainer name)."""
+    METHOD = "MMRLpp"
+
+
+class ZeroshotCLIP(_HarnessTrainer):
+    """Zero-shot CLIP with the MMRL templates; evaluation only, nothing to load (as CoOp's)."""
+
+    METHOD = "ZeroshotCLIP"
+
+    @_dassl_log
+    def build_model(self) -> None:
+        clip, _ = config_backbone(self.cfg, self.cfg.MODEL.BACKBONE.NAME)
+        self.model = ZeroshotCLIPModel(clip.to(self.device), self._prompts()).to(self.device)
+        self.head = "class"
+
+    def train(self, *args, **kwargs):
+        raise ConfigError("ZeroshotCLIP has nothing to train: run it with --eval-only.")
+
+
+TRAINERS = {cls.METHOD: cls for cls in (MMRL, MMRLpp, ZeroshotCLIP)}
+
+
+def register(method: str, as_name: str | None = None):
+    """Register our ``method`` in Dassl's TRAINER_REGISTRY as ``as_name`` (default: the method's own
+    name). A name the repository already registered is left alone, with a warning; returns the
+    registered class or None."""
+    if method not in TRAINERS:
+        raise ValueError(f"unknown method {method!r}; ours are {', '.join(TRAINERS)}")
+    name = as_name or method
+    if name in TRAINER_REGISTRY.registered_names():
+        existing = TRAINER_REGISTRY.get(name)
+        if getattr(existing, "METHOD", None) == method and existing.__module__ == __name__:  # ours (e.g. a reload)
+            return existing
+        warnings.warn(f"Dassl already has a trainer named {name!r} ({existing.__module__}.{existing.__qualname__}); "
+                      f"it is left as it is and ours is not registered under that name. To run ours too, call "
+                      f"mmrl.integrations.dassl.register({method!r}, as_name={method + '_mmrl'!r}) and pass "
+                      f"--trainer {method}_mmrl.", stacklevel=2)
+        return None
+    cls = TRAINERS[method]
+    if name != method:
+        cls = type(name, (cls,), {"__module__": __name__, "__qualname__": name})
+    TRAINER_REGISTRY.register(cls)
+    return cls
+
+
+for _method in TRAINERS:
+    register(_method)
