@@ -1,18 +1,20 @@
 """Project the whole MMRL base-to-novel protocol (11 datasets x 3 seeds) onto one GPU from
 measured per-step and per-image costs (the JSON lines bench/gpu.sh writes).
 
-    python bench/projection.py RESULTS.jsonl [--seeds 3] [--json]
+    python bench/projection.py RESULTS.jsonl [--path graph|fast] [--seeds 3] [--json]
 
 Per dataset (sizes: classes and test images of the real splits, mmrl.sweep.catalog; epochs and
 batches: the config each job of `mmrl sweep --protocol b2n --trainer MMRL` resolves to):
-- train: 3 runs of epochs x floor(16 x base classes / batch) steps, at the graphed step time
-  measured for that class count (linear between measured counts), plus a per-epoch overhead
-  (loader start, checkpoint, logging) measured end to end;
+- train: 3 runs of epochs x floor(16 x base classes / batch) steps, at the step time of
+  ``--path`` (graph: replayed from a CUDA graph, as training runs on a GPU; fast: the same step
+  eager) measured for that class count and batch (linear between measured counts), plus a
+  per-epoch overhead (loader start, checkpoint, logging) measured end to end;
 - test: each training run scores the base test images itself (3 single-model passes; the
   decoded-image cache makes only the first decode), the new test images are scored by one
   shared 3-seed pass (`eval-many`); an image costs the larger of its model time (measured
   throughput) and its decode time (measured on realistic 400-pixel JPEGs with 16 workers),
-  since loader workers decode while the GPU computes;
+  since loader workers decode while the GPU computes (without a measurement on large JPEGs,
+  decoding is left out and the output says so);
 - start-up: interpreter, imports, data listing and model build per process (measured end to
   end): one per training run, one per shared evaluation.
 """
@@ -37,16 +39,16 @@ def load(path: Path) -> dict[str, list[dict]]:
     return out
 
 
-def step_curves(steps: list[dict]) -> dict[int, list[tuple[int, float]]]:
-    """Per batch size, (classes, graphed step seconds) from every MMRL amp step benchmark."""
+def step_curves(steps: list[dict], path: str) -> dict[int, list[tuple[int, float]]]:
+    """Per batch size, (classes, step seconds of ``path``) from every MMRL amp step benchmark."""
     pts: dict[int, dict[int, float]] = {}
     for rec in steps:
         if rec["trainer"] != "MMRL" or rec["prec"] != "amp":
             continue
         for row in rec["rows"]:
-            if "graph_step_s" in row:
+            if f"{path}_step_s" in row:
                 by_n = pts.setdefault(rec["batch"], {})
-                by_n[row["classes"]] = min(by_n.get(row["classes"], math.inf), row["graph_step_s"])
+                by_n[row["classes"]] = min(by_n.get(row["classes"], math.inf), row[f"{path}_step_s"])
     return {b: sorted(p.items()) for b, p in pts.items()}
 
 
@@ -73,22 +75,28 @@ def job_settings(stem: str) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", type=Path)
+    ap.add_argument("--path", choices=["graph", "fast"], default="graph")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from mmrl.sweep.catalog import sizes
     res = load(args.results)
-    curves = step_curves(res.get("step", []))
+    curves = step_curves(res.get("step", []), args.path)
+    if 4 not in curves:
+        raise SystemExit(f"no {args.path} MMRL amp step times at batch 4 in the results")
     evals = {r["image_size"]: r for r in res.get("eval", [])}
-    compute = min(evals, key=lambda s: s)  # the small-image run is bound by the model, not by decoding
+    compute = min(evals)  # the small-image run is bound by the model, not by decoding
     one_s = 1.0 / evals[compute]["one_images_per_s"]
     three_s = 3.0 / evals[compute]["three_together_images_per_s"]
-    decode_s = 1.0 / evals[max(evals)]["data_plain_images_per_s"]
-    e2e = next(r for r in res["e2e"][0]["runs"] if r["prec"] == "amp" and r["cuda_graph"])
+    decode_measured = max(evals) >= 224
+    decode_s = 1.0 / evals[max(evals)]["data_plain_images_per_s"] if decode_measured else 0.0
+    runs = [r for r in res["e2e"][0]["runs"] if r["prec"] == "amp"]
+    e2e = next((r for r in runs if r["cuda_graph"] == (args.path == "graph")), runs[0])
     tr, te = e2e["train_base"], e2e["test_new"]
     e2e_epochs = res["e2e"][0]["epochs"]
     e2e_steps = e2e_epochs * (16 * 5 // 4)
-    epoch_overhead = max(0.0, (tr["train_s"] - e2e_steps * interpolate(curves[4], 5)) / e2e_epochs)
+    e2e_step = interpolate(step_curves(res["step"], "graph" if e2e["cuda_graph"] else "fast")[4], 5)
+    epoch_overhead = max(0.0, (tr["train_s"] - e2e_steps * e2e_step) / e2e_epochs)
     start_train = tr["startup_s"] + tr["model_s"] + tr["data_s"]
     start_eval = te["startup_s"] + te["data_s"] + args.seeds * te["model_s"]
     rows, total = [], 0.0
@@ -110,7 +118,7 @@ def main() -> None:
         rows.append({"dataset": stem, "base_classes": base, "epochs": epochs, "batch": batch, "steps": steps,
                      "step_ms": round(step_s * 1e3, 2), "train_s": round(train_s), "test_images": test,
                      "eval_s": round(eval_s), "startup_s": round(start_s), "total_s": round(seconds)})
-    summary = {"gpu_hours": round(total / 3600, 3), "total_s": round(total), "epoch_overhead_s": round(epoch_overhead, 3),
+    summary = {"path": args.path, "decode_measured": decode_measured, "gpu_hours": round(total / 3600, 3), "total_s": round(total), "epoch_overhead_s": round(epoch_overhead, 3),
                "one_model_ms_per_image": round(one_s * 1e3, 3), "three_models_ms_per_image": round(three_s * 1e3, 3),
                "decode_ms_per_image": round(decode_s * 1e3, 3), "startup_train_s": round(start_train, 1),
                "startup_eval_s": round(start_eval, 1)}
