@@ -1,6 +1,9 @@
-"""Shared helpers for the engine tests (imported, not a conftest): a run's argv and record."""
+"""Shared helpers for the engine tests (imported, not a conftest): a run's argv, record, checkpoint, logits."""
 import json
 from pathlib import Path
+
+import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["MODEL.BACKBONE.NAME", "tiny-test", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "64",
@@ -27,3 +30,14 @@ def argv(root, out, *extra_named, seed=1, trainer="MMRL", opts=(), epochs=2, sub
 
 def record(out):
     return json.loads((Path(out) / "record.json").read_text())
+
+
+def final_state(out):
+    """The trainable tensors of a run's last checkpoint."""
+    folder = Path(out) / "MultiModalRepresentationLearner"
+    return torch.load(folder / (folder / "checkpoint").read_text().strip(), weights_only=True)["state_dict"]
+
+
+def logits(out):
+    """The scored logits a run wrote (TEST.SAVE_LOGITS True)."""
+    return np.load(Path(out) / "predictions.npz")["logits"]

@@ -3,8 +3,6 @@
 Marked ``cuda``: skipped where no GPU is visible (CI), run by ``bench/gpu.sh`` on a GPU machine.
 """
 import copy
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +14,11 @@ from mmrl.engine.train_step import TrainStep, build_adamw
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
 from mmrl.models.prompts import Prompts
 from mmrl.models.reference import ReferenceMMRL
+from engine_helpers import argv as engine_argv, final_state, logits, record, write_eurosat
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-REPO = Path(__file__).resolve().parents[1]
 CUDA = torch.device("cuda")
 EUROSAT = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Sea or Lake"]
 
@@ -128,43 +126,21 @@ def test_amp_overflow_skips_the_step_and_backs_off_the_scale(tiny_clip, graphs):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from mmrl.datasets.synthetic import write_synthetic_dataset
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic_dataset("eurosat", root, n_per_class=20)
-    return root
+    return write_eurosat(tmp_path_factory)
 
 
 def argv(root, out, *named, seed=1, subsample="base", opts=()):
-    return ["--root", str(root), "--seed", str(seed), "--trainer", "MMRL",
-            "--dataset-config-file", str(REPO / "configs/datasets/eurosat.yaml"),
-            "--config-file", str(REPO / "configs/trainers/MMRL/vit_b16.yaml"), "--output-dir", str(out), *named,
-            "DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", subsample, "TASK", "B2N", "OPTIM.MAX_EPOCH", "2",
-            "DATASET.FEWSHOT_DIR", str(Path(out).parent / "fewshot"), "MODEL.BACKBONE.NAME", "tiny-test",
-            "DATALOADER.NUM_WORKERS", "2", "TEST.SAVE_LOGITS", "True", *opts]
-
-
-def record(out):
-    return json.loads((Path(out) / "record.json").read_text())
-
-
-def final_state(out):
-    folder = Path(out) / "MultiModalRepresentationLearner"
-    return torch.load(folder / (folder / "checkpoint").read_text().strip(), weights_only=True)["state_dict"]
-
-
-def logits(out):
-    return np.load(Path(out) / "predictions.npz")["logits"]
+    """Two loader workers: their pin-memory thread runs while a graph is captured."""
+    return engine_argv(root, out, *named, seed=seed, subsample=subsample,
+                       opts=["DATALOADER.NUM_WORKERS", "2", "TEST.SAVE_LOGITS", "True", *opts])
 
 
 @pytest.mark.parametrize("prec", ["amp", "bf16"])
-def test_training_runs_on_cuda_graphed_and_eager_alike(data_root, tmp_path, prec, monkeypatch):
-    from mmrl.clip import backbone
+def test_training_runs_on_cuda_graphed_and_eager_alike(data_root, tmp_path, prec):
     runs = {}
     for graphs in (True, False):
         out = tmp_path / f"train_graph{graphs}"
-        monkeypatch.setattr(backbone, "_SHARED", {})  # both runs build their backbone: the same draws
-        assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", prec, "TRAIN.CUDA_GRAPH", str(graphs),
-                                                   "TEST.CACHE_DIR", "none"])) == 0
+        assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", prec, "TRAIN.CUDA_GRAPH", str(graphs)])) == 0
         rec = record(out)
         assert rec["precision"] == {"requested": prec, "used": prec, "test_requested": "fp32", "test_used": "fp32"}
         assert rec["env"]["cuda_available"] and rec["train_step"]["optimizer"] == "AdamW (fused)"

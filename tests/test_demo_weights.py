@@ -1,7 +1,6 @@
 """The shipped demo CLIP: small, loadable with weights_only, sane zero-shot accuracy."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmrl.demo import pretrain, weights, world
 from mmrl.errors import WeightsError

@@ -1,24 +1,17 @@
 """The engine end to end on a synthetic EuroSAT layout with the tiny backbone."""
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mmrl.engine.run import main as run_main
-from engine_helpers import argv, record, write_eurosat
+from engine_helpers import argv, final_state, record, write_eurosat
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     return write_eurosat(tmp_path_factory)
-
-
-def final_state(out):
-    folder = Path(out) / "MultiModalRepresentationLearner"
-    name = (folder / "checkpoint").read_text().strip()
-    return torch.load(folder / name, weights_only=True)["state_dict"]
 
 
 def test_train_then_eval_new(data_root, tmp_path):

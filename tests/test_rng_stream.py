@@ -27,6 +27,7 @@ from mmrl.datasets.synthetic import write_synthetic_dataset
 from mmrl.engine.run import main as run_main
 from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, MultiModalRepresentationLearner
+from engine_helpers import final_state
 from fixtures_data import mmrl_cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,11 +353,6 @@ def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
 
 
 # -- the same seed trains the same model, whatever was cached before --------------------------
-
-def final_state(out: Path) -> dict:
-    folder = out / "MultiModalRepresentationLearner"
-    return torch.load(folder / (folder / "checkpoint").read_text().strip(), weights_only=True)["state_dict"]
-
 
 def test_fresh_and_reused_caches_train_the_same_model(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(backbone, "_SHARED", {})  # the first run builds the backbone, the second reuses it
