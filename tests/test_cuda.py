@@ -14,7 +14,7 @@ from mmrl.engine.train_step import TrainStep, build_adamw
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
 from mmrl.models.prompts import Prompts
 from mmrl.models.reference import ReferenceMMRL
-from engine_helpers import argv as engine_argv, final_state, logits, record, write_eurosat
+from engine_helpers import argv as engine_argv, final_state, logits, make_losses_nan, record, write_eurosat
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -153,12 +153,7 @@ def test_training_runs_on_cuda_graphed_and_eager_alike(data_root, tmp_path, prec
 
 
 def test_nan_loss_fails_the_run_on_cuda(data_root, tmp_path, monkeypatch):
-    orig = MultiModalRepresentationLearner.loss_from_features
-
-    def nan_loss(self, *a):
-        loss, fused, parts = orig(self, *a)
-        return loss * float("nan"), fused, parts
-    monkeypatch.setattr(MultiModalRepresentationLearner, "loss_from_features", nan_loss)
+    make_losses_nan(monkeypatch)
     out = tmp_path / "nan"
     assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", "amp"])) == 1
     rec = record(out)

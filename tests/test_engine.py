@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmrl.engine.run import main as run_main
-from engine_helpers import argv, final_state, record, write_eurosat
+from engine_helpers import argv, final_state, make_losses_nan, record, write_eurosat
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +94,7 @@ def test_eval_only_refuses_without_checkpoint(data_root, tmp_path):
 
 
 def test_nan_loss_marks_run_failed(data_root, tmp_path, monkeypatch):
-    from mmrl.models.mmrl import MultiModalRepresentationLearner as M
-    orig = M.loss_from_features
-
-    def nan_loss(self, *a):
-        loss, fused, parts = orig(self, *a)
-        return loss * float("nan"), fused, parts
-    monkeypatch.setattr(M, "loss_from_features", nan_loss)
+    make_losses_nan(monkeypatch)
     out = tmp_path / "nan"
     assert run_main(argv(data_root, out, epochs=1)) == 1
     rec = record(out)
