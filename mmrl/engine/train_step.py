@@ -108,7 +108,7 @@ class TrainStep:
             with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                 loss, fused = self._compute(static_images, static_labels)
         except Exception as e:  # noqa: BLE001 - any capture failure: fall back, never fail the run
-            failure = f"{type(e).__name__}: {e}"  # (the exception, and the half-built autograd graph, go here)
+            failure = f"{type(e).__name__}: {e}"  # only the text: the exception holds a half-built autograd graph
         if failure is not None:
             log.warning("CUDA graph capture failed (%s); training continues without CUDA graphs", failure)
             self.graphs = False
