@@ -7,7 +7,8 @@ The root has 10 classes of 64x64 JPEGs (EuroSAT's size); ``--per-class 1000`` gi
 images (the split is 50/20/30). Training follows the B2N config (16 shots, batch 4, 10 epochs,
 EuroSAT's REP_DIM 2048). Each run is a fresh ``train.py`` process, so the times include what a
 user waits for. Phases, from record.json and the process's wall time:
-  startup   interpreter, imports, config (process wall minus the run's own wall time)
+  startup   interpreter, imports, config, until the run begins (record.json process_start_s)
+  exit      after the run's record is written: loader workers, CUDA context, interpreter exit
   data      dataset listing, few-shot sampling, loaders, test-image cache (built by the
             first run of a split, read by later ones)
   model     backbone and model construction (random weights here: no file to read)
@@ -30,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
 
-PHASES = ("startup_s", "data_s", "model_s", "train_s", "test_s")
+PHASES = ("startup_s", "data_s", "model_s", "train_s", "test_s", "exit_s")
 
 
 def run(argv: list[str]) -> dict:
@@ -43,8 +44,10 @@ def run(argv: list[str]) -> dict:
         raise SystemExit(f"train.py failed ({proc.returncode}) for {out}")
     rec = json.loads((out / "record.json").read_text())
     t = rec["timings"]
-    phases = {"startup_s": wall - t["wall_s"], "data_s": t.get("data_s", 0.0), "model_s": t.get("model_s", 0.0),
-              "train_s": t.get("train_s", 0.0), "test_s": t.get("eval_s", 0.0)}
+    outside = wall - t["wall_s"]  # before the run began and after it finished
+    startup = t.get("process_start_s") or outside
+    phases = {"startup_s": startup, "data_s": t.get("data_s", 0.0), "model_s": t.get("model_s", 0.0),
+              "train_s": t.get("train_s", 0.0), "test_s": t.get("eval_s", 0.0), "exit_s": outside - startup}
     return {"wall_s": round(wall, 2), **{k: round(v, 2) for k, v in phases.items()},
             "accuracy": rec["metrics"]["accuracy"], "precision": rec["precision"],
             "train_step": rec.get("train_step"), "device": rec["env"]["device"]}

@@ -65,6 +65,18 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def _since_process_start() -> float | None:
+    """Seconds since this process started (interpreter, imports, config): Linux only."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
+
+
 class RunLocked(RunError):
     pass
 
@@ -254,7 +266,7 @@ class Run:
             "argv": self.argv, "config": config_to_dict(cfg), "config_hash": self.hash, "identity": self.identity,
             "model_dir": str(Path(args.model_dir).resolve()) if args.model_dir else None, "checkpoint": None,
             "code_version": code_version(), "env": environment(), "precision": None,
-            "timings": {"started": _now()}, "params": None, "metrics": None,
+            "timings": {"started": _now(), "process_start_s": _since_process_start()}, "params": None, "metrics": None,
         }
         if self.unfinished_training is not None:
             self.record["unfinished_training"] = dict(self.unfinished_training, allowed_by="--allow-unfinished")
