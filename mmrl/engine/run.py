@@ -32,7 +32,7 @@ from mmrl.engine import checkpoint as ckpt
 from mmrl.engine.args import parse_run_args
 from mmrl.engine.records import RECORD_NAME, SCHEMA, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
-from mmrl.errors import CheckpointError, MMRLError, RunError
+from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
 from mmrl.utils.rng import deterministic_requested
 
 log = logging.getLogger("mmrl.engine")
@@ -63,10 +63,6 @@ def environment() -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-class RunLocked(RunError):
-    pass
 
 
 class _RunLock:
