@@ -17,9 +17,6 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = ("MODEL.BACKBONE.NAME tiny-test DATALOADER.NUM_WORKERS 0 DATALOADER.TEST.BATCH_SIZE 64 "
         "OPTIM.MAX_EPOCH 1")
 
-pytestmark = pytest.mark.skipif(not (REPO / "mmrl" / "engine" / "run.py").is_file(), reason="engine not there yet")
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from mmrl.datasets.synthetic import write_synthetic_dataset

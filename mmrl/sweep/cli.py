@@ -82,7 +82,7 @@ def register_sweep(subparsers) -> None:
 
 def _resolve_inputs(args) -> tuple[list[Job], list[str]]:
     from mmrl.sweep.dataroot import resolve_data_root
-    root = resolve_data_root(args.root, allow_demo=True)
+    root = resolve_data_root(args.root)
     datasets, source = args.datasets, args.source or catalog.CD_SOURCE
     if root.demo:
         if datasets and set(datasets) != {catalog.DEMO}:
