@@ -574,7 +574,3 @@ def clone_unfrozen(cfg: CN) -> CN:
     c = copy.deepcopy(cfg)
     c.defrost()
     return c
-
-
-def iter_known_keys() -> Iterable[str]:
-    return flatten(get_default_config()).keys()

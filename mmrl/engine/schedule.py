@@ -43,9 +43,6 @@ class ProtocolLR:
         self.steps += 1
         self._apply()
 
-    def get_last_lr(self) -> list[float]:
-        return [g["lr"] for g in self.optimizer.param_groups]
-
     def state_dict(self) -> dict:
         return {"steps": self.steps, "base_lr": self.base_lr, "max_epoch": self.max_epoch,
                 "warmup_epoch": self.warmup_epoch, "warmup_lr": self.warmup_lr}
