@@ -1,7 +1,7 @@
 """Download and lay out a dataset: ``prepare_dataset("eurosat", root)``.
 
 A dataset is a list of steps; each step makes some paths inside the dataset folder from one
-or more source files of the manifest (§11) and is skipped when those paths exist, so a
+or more source files of the manifest and is skipped when those paths exist, so a
 second run of a finished dataset does nothing and an interrupted one continues.
 
 Where a source file is looked up, in order:
@@ -244,7 +244,7 @@ def _classnames(ctx: _Ctx, files: dict[str, Path]) -> None:
     try:
         path = ctx.fetcher.fetch(ctx.m.source("classnames.txt"))
     except DownloadError as e:
-        # Offline: our reconstruction (CLIP names joined with the sorted wnids, protocol §14).
+        # Offline: our reconstruction (CLIP names joined with the sorted wnids, see resources/PROVENANCE.md).
         from mmrl.data.resources import resource_path
         _atomic_copy(resource_path("imagenet_classnames_wnid.txt"), dest)
         ctx.result.actions.append(f"wrote mmrl's reconstruction of classnames.txt -> {dest}")

@@ -1,4 +1,4 @@
-"""One run = one train.py invocation (protocol.md §1), writing log.txt, record.json and a checkpoint.
+"""One run = one train.py invocation (docs/protocol.md#one-run), writing log.txt, record.json and a checkpoint.
 
 A run directory belongs to one config (its hash). Complete with the same hash: never redone.
 Failed or killed with the same hash: resumed from its last epoch. Any other config, or
