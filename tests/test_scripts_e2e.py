@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = ("MODEL.BACKBONE.NAME tiny-test DATALOADER.NUM_WORKERS 0 DATALOADER.TEST.BATCH_SIZE 64 "
         "OPTIM.MAX_EPOCH 1")
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from mmrl.datasets.synthetic import write_synthetic_dataset
