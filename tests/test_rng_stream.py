@@ -333,6 +333,7 @@ def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, tra
         assert torch.equal(got, torch.stack(want)), f"step {step + 1}"
 
 
+@pytest.mark.slow
 def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
     """With W workers, worker w is seeded with base_seed + w and does batches w, w + W, ..."""
     seed, workers = 1, 2
