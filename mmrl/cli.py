@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 
+from mmrl.datasets import cli_data
 from mmrl.errors import ConfigError, MMRLError
+from mmrl.results import cli as results_cli
+from mmrl.sweep import cli as sweep_cli
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -92,17 +94,6 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional(module: str, fn: str, sub) -> None:
-    """Subcommands that live in their own modules register themselves."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return
-    reg = getattr(mod, fn, None)
-    if reg is not None:
-        reg(sub)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmrl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -134,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fewshot-dir", default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_data_show)
-    _optional("mmrl.datasets.cli_data", "register_verify", dsub)
-    _optional("mmrl.datasets.cli_data", "register_prepare", dsub)
+    cli_data.register_verify(dsub)
+    cli_data.register_prepare(dsub)
 
     w = sub.add_parser("weights", help="CLIP weights: fetch and verify, or print where they go")
     w.add_argument("action", choices=["fetch", "where"])
@@ -144,10 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cache-dir", default="")
     w.set_defaults(func=_cmd_weights)
 
-    _optional("mmrl.sweep.cli", "register_sweep", sub)
-    _optional("mmrl.sweep.cli", "register_status", sub)
-    _optional("mmrl.results.cli", "register_table", sub)
-    _optional("mmrl.results.cli", "register_plot", sub)
+    sweep_cli.register_sweep(sub)
+    sweep_cli.register_status(sub)
+    results_cli.register_table(sub)
+    results_cli.register_plot(sub)
     return p
 
 

@@ -1,6 +1,6 @@
 """Configuration: Dassl key names plus the MMRL / MMRL++ keys, layered with provenance.
 
-Layers, later wins (design.md): defaults < dataset YAML < trainer YAML < per-dataset
+Layers, later wins (docs/protocol.md#one-run): defaults < dataset YAML < trainer YAML < per-dataset
 overrides file < CLI named options < CLI ``KEY VALUE`` opts.  Every resolved key remembers
 the layer that last set it, which ``mmrl explain`` prints.
 """
@@ -574,7 +574,3 @@ def clone_unfrozen(cfg: CN) -> CN:
     c = copy.deepcopy(cfg)
     c.defrost()
     return c
-
-
-def iter_known_keys() -> Iterable[str]:
-    return flatten(get_default_config()).keys()

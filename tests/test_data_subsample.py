@@ -7,7 +7,7 @@ from mmrl.data.items import Item
 from mmrl.data.subsample import subsample_classes
 from mmrl.errors import ConfigError
 
-# protocol §5 table: classes -> (base, new)
+# docs/protocol.md#base-and-new-classes: classes -> (base, new)
 COUNTS = {"ImageNet": (1000, 500, 500), "Caltech101": (100, 50, 50), "OxfordPets": (37, 19, 18),
           "StanfordCars": (196, 98, 98), "Flowers102": (102, 51, 51), "Food101": (101, 51, 50),
           "FGVCAircraft": (100, 50, 50), "SUN397": (397, 199, 198), "DTD": (47, 24, 23),

@@ -6,7 +6,7 @@ from mmrl.datasets import JsonSplitDataset, build_dataset, get_dataset_class, re
 from mmrl.datasets.synthetic import write_synthetic_dataset
 from mmrl.errors import DatasetError
 
-# protocol §3.3: folder, stem, NAME
+# docs/protocol.md#datasets-split-files-and-names: folder, stem, NAME
 TABLE = [("imagenet", "imagenet", "ImageNet"), ("caltech-101", "caltech101", "Caltech101"),
          ("oxford_pets", "oxford_pets", "OxfordPets"), ("stanford_cars", "stanford_cars", "StanfordCars"),
          ("oxford_flowers", "oxford_flowers", "OxfordFlowers"), ("food-101", "food101", "Food101"),

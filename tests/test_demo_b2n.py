@@ -5,8 +5,11 @@ engine); it fails if learning breaks (e.g. a wrong sign in the loss or frozen to
 import json
 from pathlib import Path
 
+import pytest
 
 from mmrl.engine.run import main as run_main
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 

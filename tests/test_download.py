@@ -15,8 +15,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from mmrl.utils.download import (ChecksumError, DownloadError, download_gdrive, download_url, part_path,
-                                 sha256_file)
+from mmrl.errors import ChecksumError, DownloadError
+from mmrl.utils.download import download_gdrive, download_url, part_path, sha256_file
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -62,6 +62,7 @@ def rec_hash(out):
     return record(out)["config_hash"]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(data_root, tmp_path, monkeypatch):
     full = tmp_path / "full"
     assert run_main(argv(data_root, full, epochs=3)) == 0
@@ -120,6 +121,7 @@ def test_zeroshot_clip_eval(data_root, tmp_path):
     assert rec["status"] == "complete" and rec["trainer"] == "ZeroshotCLIP"
 
 
+@pytest.mark.slow
 def test_eval_many_shares_one_pass_and_matches_single_runs(data_root, tmp_path):
     from mmrl.engine.run import main_many
     trains = []

@@ -17,6 +17,7 @@ def argv(root, out, *named, opts=()):
     return engine_argv(root, out, *named, epochs=1, opts=["TEST.SAVE_LOGITS", "True", "TEST.CACHE_DIR", "none", *opts])
 
 
+@pytest.mark.slow
 def test_bf16_training_is_evaluated_in_fp32_unless_asked(data_root, tmp_path):
     train = tmp_path / "train"
     assert run_main(argv(data_root, train, opts=["TRAINER.MMRL.PREC", "bf16"])) == 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mmrl.utils.extract import ExtractError, extract_archive
+from mmrl.errors import ExtractError
+from mmrl.utils.extract import extract_archive
 
 
 def _tar(path: Path, entries: list[tuple], mode: str = "w:gz") -> Path:

@@ -1,4 +1,4 @@
-"""MMRL / MMRL++ compute exactly mmrl.md §1-§5; the fast path equals the reference."""
+"""MMRL / MMRL++ compute exactly docs/method.md; the fast path equals the reference."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,7 @@ def compare_with_reference(model, images, labels, tol=1e-4):
         assert (out_f[head] - out_r[head]).abs().max().item() < tol
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
 @pytest.mark.parametrize("layers", [[6, 7, 8, 9, 10, 11, 12], [3, 6, 12], [1, 2]])
 def test_fast_equals_reference_tiny(tiny_clip, trainer, layers):
@@ -54,6 +55,7 @@ def test_fast_equals_reference_tiny(tiny_clip, trainer, layers):
     compare_with_reference(model, images, torch.tensor([0, 3, 4]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
 def test_fast_equals_reference_vitb16_size(vitb16_clip, trainer):
     model = make(vitb16_clip, trainer, beta=0.7)

@@ -41,7 +41,8 @@ def www(tmp_path):
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     """No test reaches the internet: only 127.0.0.1 and local folders serve files."""
-    from mmrl.utils.download import DownloadError, download_url
+    from mmrl.errors import DownloadError
+    from mmrl.utils.download import download_url
     monkeypatch.delenv("MMRL_DATA_MIRROR", raising=False)
 
     def local_only(url, dest, **kw):

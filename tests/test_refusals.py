@@ -52,6 +52,7 @@ class Evil:
 
 # -- a run directory belongs to one config ------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_under_another_config_is_refused_with_the_changes(data_root, killed, capsys):
     before = record(killed)
     assert run_main(killed_argv(data_root, killed, opts=["OPTIM.LR", "0.002"])) == 3
@@ -72,6 +73,7 @@ def test_training_state_without_a_record_is_refused(data_root, killed, capsys):
     assert not (killed / "record.json").exists()
 
 
+@pytest.mark.slow
 def test_failed_start_without_state_may_rerun_under_another_config(data_root, tmp_path):
     out = tmp_path / "run"
     # fails while building the model (bad backbone), before any checkpoint exists
@@ -212,6 +214,7 @@ def test_train_epoch_zero_and_empty_flags_are_refused(data_root, tmp_path, capsy
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_train_epoch_is_applied(data_root, tmp_path):
     out = tmp_path / "run"
     assert run_main(argv(data_root, out, "--train-epoch", "1", epochs=None)) == 0
@@ -289,6 +292,7 @@ def test_records_written_by_us_round_trip(tmp_path):
     assert read_record(tmp_path) == {"status": "complete"}
 
 
+@pytest.mark.slow
 def test_complete_eval_of_a_checkpoint_that_changed_since_is_not_nothing_to_do(data_root, tmp_path, capsys):
     train = tmp_path / "train"
     assert run_main(argv(data_root, train, epochs=1)) == 0

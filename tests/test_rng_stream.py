@@ -1,10 +1,11 @@
 """The random streams of a training run, seed for seed as in the authors' trainer.
 
-Expected values are derived here from the documented consumption order (shared spec rng.md:
-seeding, few-shot sampling, two authors'-format CLIP constructions with the trainable
-projection inside the first, the representation learner, then per epoch a worker base seed,
-a sampler seed and per-sample crop/flip draws) with plain random/torch calls, and compared
-with what the Trainer actually produced.
+Expected values are derived here from the documented consumption order
+(docs/protocol.md#the-random-streams-of-a-run: seeding, few-shot sampling, two
+authors'-format CLIP constructions with the trainable projection inside the first, the
+representation learner, then per epoch a worker base seed, a sampler seed and per-sample
+crop/flip draws) with plain random/torch calls, and compared with what the Trainer actually
+produced.
 """
 import json
 import os
@@ -74,7 +75,7 @@ def test_loading_a_backbone_draws_nothing(name):
     assert_untouched(before)
 
 
-# -- the re-enacted build_model draws, against the measured check values (rng.md §3) ---------
+# -- the re-enacted build_model draws, against the measured check values ------------------
 
 def next_int64() -> int:
     return int(torch.empty((), dtype=torch.int64).random_().item())
@@ -107,7 +108,7 @@ def skip_words(n: int, chunk: int = 1 << 24) -> None:
 
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
 def test_vit_b16_projection_is_drawn_inside_the_first_build(trainer):
-    """rng.md §3: proj_rep / A follow 86,125,056 words of build #1 (conv1 .. visual proj)."""
+    """proj_rep / A follow 86,125,056 words of build #1 (conv1 .. visual proj)."""
     torch.manual_seed(1)
     state = reference_initial_state(ArchSpec(trainer=trainer, rep_dim=512), VIT_B16)
     torch.manual_seed(1)
@@ -178,7 +179,7 @@ class Recorder:
 
 
 def reference_train_x(root: Path, seed: int, shots: int) -> list[str]:
-    """protocol.md §4-§5: seed Python's RNG, one random.sample per class in tracker order
+    """docs/protocol.md#few-shot-subsets: seed Python's RNG, one random.sample per class in tracker order
     (train, then val with min(K, 4)), then keep the base half of the sorted labels."""
     random.seed(seed)
     split = json.loads((root / "eurosat" / "split_zhou_EuroSAT.json").read_text())
@@ -213,7 +214,7 @@ def kaiming_bound(fan_in: int, a: float = math.sqrt(5)) -> float:
 
 
 def replay_build_model(spec: ArchSpec, d: dict) -> dict[str, torch.Tensor]:
-    """rng.md §2.4: rows 1-9 twice (row 6/6' kept from the first), then the learner (d)."""
+    """Two authors'-format CLIP builds (the projection kept from the first), then the learner."""
     dv, dt, e = d["dv"], d["dt"], d["e"]
 
     def block(w):
@@ -263,7 +264,7 @@ def replay_build_model(spec: ArchSpec, d: dict) -> dict[str, torch.Tensor]:
 
 
 def crop_and_flip(width: int, height: int, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
-    """rng.md §2.5.4 on the current torch stream: RandomResizedCrop attempts, then the flip."""
+    """On the current torch stream: RandomResizedCrop attempts, then the flip."""
     log_ratio = torch.log(torch.tensor(ratio))
     for _ in range(10):
         area = width * height * torch.empty(1).uniform_(scale[0], scale[1]).item()
@@ -296,6 +297,7 @@ def epoch_batches(train_x: list[str], batch: int) -> tuple[int, list[list[str]]]
     return base_seed, [[train_x[i] for i in perm[b * batch:(b + 1) * batch]] for b in range(len(train_x) // batch)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer, interrupted", [("MMRL", False), ("MMRLpp", False), ("MMRL", True)])
 def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, trainer, interrupted):
     """Initial trainables, the images of every step and their crops and flips; a run killed
@@ -331,6 +333,7 @@ def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, tra
         assert torch.equal(got, torch.stack(want)), f"step {step + 1}"
 
 
+@pytest.mark.slow
 def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
     """With W workers, worker w is seeded with base_seed + w and does batches w, w + W, ..."""
     seed, workers = 1, 2
@@ -354,6 +357,7 @@ def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
 
 # -- the same seed trains the same model, whatever was cached before --------------------------
 
+@pytest.mark.slow
 def test_fresh_and_reused_caches_train_the_same_model(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(backbone, "_SHARED", {})  # the first run builds the backbone, the second reuses it
     cache = tmp_path / "testcache"

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = ("MODEL.BACKBONE.NAME tiny-test DATALOADER.NUM_WORKERS 0 DATALOADER.TEST.BATCH_SIZE 64 "
         "OPTIM.MAX_EPOCH 1")
 
-pytestmark = pytest.mark.skipif(not (REPO / "mmrl" / "engine" / "run.py").is_file(), reason="engine not there yet")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

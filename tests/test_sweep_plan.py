@@ -1,4 +1,7 @@
-"""Sweep expansion = the authors' per-run commands and directories (protocol.md §10.2)."""
+"""Sweep expansion = the authors' per-run commands and directories.
+
+See docs/protocol.md#run-directories-and-aggregation.
+"""
 from __future__ import annotations
 
 import shlex

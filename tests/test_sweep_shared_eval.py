@@ -1,4 +1,6 @@
 """The local executor holds evaluations back so a cell's seeds share one test pass."""
+import pytest
+
 from mmrl.sweep.executors import order_for_shared_evals
 from mmrl.sweep.plan import Job
 from mmrl.sweep.runner import shares_test_pass
@@ -27,6 +29,7 @@ def test_only_same_cell_evaluations_share():
     assert not shares_test_pass(job("eval", 1), job("eval", 2, metric="base"))
 
 
+@pytest.mark.slow
 def test_shared_pass_runs_when_eval_dirs_do_not_exist_yet(tmp_path):
     """Regression: the shared-eval spec file must not need the (not yet created) run dirs."""
     import json

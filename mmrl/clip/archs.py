@@ -1,20 +1,11 @@
-"""Backbone architectures by config name.
+"""Small CLIP architectures with the module structure of the real ones, for tests and the demo.
 
-The authors' names (``ViT-B/16``) map to open_clip architectures with OpenAI weights and
-QuickGELU. Small architectures with the same module structure serve tests and the demo.
+The real backbones (``ViT-B/16`` and the like) are named and loaded in ``backbone.py``.
 """
 from __future__ import annotations
 
 import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-
-# OpenAI names -> (open_clip architecture, SHA256 of the OpenAI file = the hash in its URL)
-OPENAI_MODELS = {
-    "ViT-B/32": ("ViT-B-32", "40d3715913c9da98579e3b3ccc6c7d5ee8dbe5ff9836e2a82a37c0e9cfb7e1b1"),
-    "ViT-B/16": ("ViT-B-16", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
-    "ViT-L/14": ("ViT-L-14", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"),
-}
-OPENAI_URL = "https://openaipublic.azureedge.net/clip/models/{sha}/{file}"
 
 # Small architectures: 12 layers per tower so the default REP_LAYERS [6..12] apply unchanged,
 # 77 text positions and the real BPE vocabulary so the real tokenizer works.

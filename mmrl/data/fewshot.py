@@ -1,4 +1,4 @@
-"""Few-shot subsets: the reference sampler (protocol §4.2) and their on-disk store.
+"""Few-shot subsets: the reference sampler (docs/protocol.md#few-shot-subsets) and their on-disk store.
 
 Sampling uses the Python RNG exactly like the reference: one ``random.sample(group, K)`` per
 class, classes in tracker order (first appearance in the split list), train first, then val

@@ -1,4 +1,4 @@
-"""The image dataset and the train/test DataLoaders of the protocol (§6.1, §6.4, §6.5).
+"""The image dataset and the train/test DataLoaders of the protocol (docs/protocol.md#data-pipeline).
 
 Unreadable images: by default a corrupt or truncated file raises DatasetError naming it.
 With DATASET.SKIP_CORRUPT = True the sample is SUBSTITUTED by the next readable item of the

@@ -1,6 +1,7 @@
 """Split JSON files (``split_zhou_<Name>.json``) and the reference split generators.
 
-File format (protocol §3.1): ``{"train": [...], "val": [...], "test": [...]}``, each entry
+File format (docs/protocol.md#datasets-split-files-and-names):
+``{"train": [...], "val": [...], "test": [...]}``, each entry
 ``[<path relative to the image prefix>, <label>, <class name>]``. List order is kept exactly:
 few-shot sampling iterates over it, so reordering would change every subset.
 

@@ -1,4 +1,4 @@
-"""Base/new class subsampling with relabelling (protocol §5)."""
+"""Base/new class subsampling with relabelling (docs/protocol.md#base-and-new-classes)."""
 from __future__ import annotations
 
 import logging

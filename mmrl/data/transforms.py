@@ -1,4 +1,4 @@
-"""Image transforms of the protocol (§6.2 train, §6.3 test), built from INPUT.* like Dassl.
+"""Image transforms of the protocol (docs/protocol.md#data-pipeline), built from INPUT.* like Dassl.
 
 The build order is fixed whatever the order of INPUT.TRANSFORMS: (resize unless a random
 crop is requested) -> random resized crop / random crop -> flip -> ToTensor -> Normalize.

@@ -123,7 +123,7 @@ class JsonSplitDataset(DatasetBase):
 
 @dataclass
 class DatasetSplits:
-    """What a run needs from a dataset: the final lists and the derived class names (§3.4)."""
+    """What a run needs from a dataset: the final lists and the derived class names."""
 
     name: str
     stem: str

@@ -1,4 +1,7 @@
-"""build_dataset: dataset folder -> split -> few-shot subset -> base/new subset (protocol §3-§5)."""
+"""build_dataset: dataset folder -> split -> few-shot subset -> base/new subset.
+
+The rules: docs/protocol.md, sections "Datasets: split files and names" to "Base and new classes".
+"""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""EuroSAT: ``eurosat/2750/<ClassFolder>/<ClassFolder>_<n>.jpg``; 10 classes (protocol §3.2).
+"""EuroSAT: ``eurosat/2750/<ClassFolder>/<ClassFolder>_<n>.jpg``; 10 classes.
 
 Without ``split_zhou_EuroSAT.json`` the reference 50/20/30 folder split is generated with the
 folder -> class-name renames (label order = sorted folder names).

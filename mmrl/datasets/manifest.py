@@ -1,6 +1,6 @@
 """What each of the 15 datasets should look like on disk, and where its files come from.
 
-One :class:`DatasetManifest` per dataset (protocol §3.2 layout, §11 sources, §12 sizes),
+One :class:`DatasetManifest` per dataset (layout, sources, published sizes),
 keyed by DATASET.NAME, with lookup by stem or folder too. ``verify`` checks a folder
 against it; ``prepare`` fetches its sources. Checksums are recorded only where published
 (none of the §11 sources publishes one, so ``sha256`` is None everywhere for now).
@@ -47,7 +47,7 @@ class DatasetManifest:
     stem: str                       # config stem
     folder: str                     # folder under DATASET.ROOT
     num_classes: int
-    train: int | None               # published split sizes (§12); None = not applicable
+    train: int | None               # published split sizes; None = not applicable
     val: int | None
     test: int
     image_dir: str                  # relative to folder: where class folders / images live

@@ -1,7 +1,7 @@
 """Download and lay out a dataset: ``prepare_dataset("eurosat", root)``.
 
 A dataset is a list of steps; each step makes some paths inside the dataset folder from one
-or more source files of the manifest (§11) and is skipped when those paths exist, so a
+or more source files of the manifest and is skipped when those paths exist, so a
 second run of a finished dataset does nothing and an interrupted one continues.
 
 Where a source file is looked up, in order:
@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmrl.datasets.ucf101 import rename_action
 from mmrl.datasets.manifest import DatasetManifest, Source, get_manifest
 from mmrl.data.fileio import atomic_path
-from mmrl.errors import DatasetError
-from mmrl.utils.download import DownloadError, download_gdrive, download_url
+from mmrl.errors import DatasetError, DownloadError
+from mmrl.utils.download import download_gdrive, download_url
 from mmrl.utils.extract import extract_archive, merge_move
 
 log = logging.getLogger("mmrl.prepare")
@@ -243,7 +244,7 @@ def _classnames(ctx: _Ctx, files: dict[str, Path]) -> None:
     try:
         path = ctx.fetcher.fetch(ctx.m.source("classnames.txt"))
     except DownloadError as e:
-        # Offline: our reconstruction (CLIP names joined with the sorted wnids, protocol §14).
+        # Offline: our reconstruction (CLIP names joined with the sorted wnids, see resources/PROVENANCE.md).
         from mmrl.data.resources import resource_path
         _atomic_copy(resource_path("imagenet_classnames_wnid.txt"), dest)
         ctx.result.actions.append(f"wrote mmrl's reconstruction of classnames.txt -> {dest}")
@@ -532,14 +533,6 @@ def _imagenet_val(ctx: _Ctx, files: dict[str, Path]) -> None:
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 
 
-def _rename_action(action: str) -> str:
-    try:
-        from mmrl.datasets.ucf101 import rename_action
-    except ImportError:  # the loader module defines the canonical rule; same rule here
-        return "_".join(re.findall(r"[A-Z][^A-Z]*", action))
-    return rename_action(action)
-
-
 def _video_reader() -> Callable[[Path], "object"]:
     """A function video path -> PIL image of its middle frame, from whichever decoder is installed."""
     try:
@@ -601,7 +594,7 @@ def _midframes_from_videos(ctx: _Ctx, files: dict[str, Path]) -> None:
             parts = v.stem.split("_")  # v_<Action>_gXX_cXX
             if len(parts) < 2 or not parts[1]:
                 raise DatasetError(f"{v}: expected a UCF101 file name like v_ApplyEyeMakeup_g08_c01.avi")
-            target = out / _rename_action(parts[1]) / f"{v.stem}.jpg"
+            target = out / rename_action(parts[1]) / f"{v.stem}.jpg"
             if target.is_file():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -427,7 +427,7 @@ def verify_dataset(name: str, root: str | os.PathLike, *, deep: bool = False, im
                    workers: int | None = None, progress: bool = False) -> VerifyReport:
     """Check ``<root>/<folder>`` of one dataset.
 
-    Sizes are compared with the published ones (§12) unless ``check_sizes`` is False;
+    Sizes are compared with the published ones unless ``check_sizes`` is False;
     ``expected`` overrides single values (keys classes/train/val/test, None = skip), e.g. for
     a synthetic copy. ``images=False`` skips opening images; ``deep`` decodes each one.
     """

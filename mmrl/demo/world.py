@@ -24,7 +24,6 @@ plus ``split_zhou_Demo.json`` in the CoOp format, into ``$MMRL_CACHE/demo`` (def
 from __future__ import annotations
 
 import colorsys
-import hashlib
 import json
 import math
 import os
@@ -399,14 +398,3 @@ def ensure_demo_dataset(root: str | os.PathLike | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dataset_dir
-
-
-def tree_digest(dataset_dir: str | os.PathLike) -> str:
-    """SHA256 over every file's relative path and bytes (for determinism checks)."""
-    h = hashlib.sha256()
-    base = Path(dataset_dir)
-    for p in sorted(base.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(base)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()

@@ -9,7 +9,6 @@ run continues exactly where it stopped.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import pickle
@@ -198,9 +197,3 @@ def read_for_eval(path: Path) -> tuple[dict[str, torch.Tensor], dict, int | None
     sd = ck["state_dict"]
     arch = ck.get("arch") or authors_arch(sd, {})
     return sd, arch, ck.get("epoch")
-
-
-def state_bytes(state: dict) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()

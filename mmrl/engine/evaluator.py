@@ -1,4 +1,4 @@
-"""Classification evaluator: Dassl's result block, byte for byte (protocol.md §8.11)."""
+"""Classification evaluator: Dassl's result block, byte for byte (docs/protocol.md#the-result-block)."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""Evaluate several checkpoints of one backbone on one split in a single pass (mmrl.md §7).
+"""Evaluate several checkpoints of one backbone on one split in a single pass (docs/method.md#exact-shortcuts).
 
 The three seeds of a cell see the same test images through the same frozen layers 1..J-1,
 so each batch is loaded once and ``image_prefix`` runs once per group of models that share

@@ -1,4 +1,4 @@
-"""One run = one train.py invocation (protocol.md §1), writing log.txt, record.json and a checkpoint.
+"""One run = one train.py invocation (docs/protocol.md#one-run), writing log.txt, record.json and a checkpoint.
 
 A run directory belongs to one config (its hash). Complete with the same hash: never redone.
 Failed or killed with the same hash: resumed from its last epoch. Any other config, or
@@ -32,7 +32,7 @@ from mmrl.engine import checkpoint as ckpt
 from mmrl.engine.args import parse_run_args
 from mmrl.engine.records import RECORD_NAME, SCHEMA, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
-from mmrl.errors import CheckpointError, MMRLError, RunError
+from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
 from mmrl.utils.rng import deterministic_requested
 
 log = logging.getLogger("mmrl.engine")
@@ -75,10 +75,6 @@ def _since_process_start() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
-
-
-class RunLocked(RunError):
-    pass
 
 
 class _RunLock:

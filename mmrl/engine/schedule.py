@@ -1,4 +1,4 @@
-"""Learning-rate schedule of the protocol (protocol.md §7.2-§7.4), as a formula.
+"""Learning-rate schedule of the protocol (docs/protocol.md#optimiser-and-schedule), as a formula.
 
 Cosine annealing over MAX_EPOCH (eta_min 0) wrapped in a constant warm-up of WARMUP_EPOCH
 epochs at WARMUP_CONS_LR.  The wrapper does not advance the cosine during warm-up, so with
@@ -43,9 +43,6 @@ class ProtocolLR:
         self.steps += 1
         self._apply()
 
-    def get_last_lr(self) -> list[float]:
-        return [g["lr"] for g in self.optimizer.param_groups]
-
     def state_dict(self) -> dict:
         return {"steps": self.steps, "base_lr": self.base_lr, "max_epoch": self.max_epoch,
                 "warmup_epoch": self.warmup_epoch, "warmup_lr": self.warmup_lr}
@@ -56,7 +53,7 @@ class ProtocolLR:
 
 
 def build_protocol_optimizer(params, optim, device) -> tuple[torch.optim.AdamW, ProtocolLR]:
-    """The protocol's AdamW and schedule from an OPTIM config node (protocol.md §7)."""
+    """The protocol's AdamW and schedule from an OPTIM config node (docs/protocol.md#optimiser-and-schedule)."""
     from mmrl.engine.train_step import build_adamw
     if optim.NAME != "adamw":
         raise ConfigError(f"OPTIM.NAME {optim.NAME!r}: the MMRL protocol uses 'adamw'")

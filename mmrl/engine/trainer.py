@@ -1,4 +1,7 @@
-"""The training / evaluation loop of the protocol (protocol.md §7, §8)."""
+"""The training / evaluation loop of the protocol.
+
+See docs/protocol.md#optimiser-and-schedule and #training-loop-checkpoints-and-evaluation.
+"""
 from __future__ import annotations
 
 import datetime
@@ -49,7 +52,7 @@ class AverageMeter:
 
 
 def seed_everything(seed: int) -> None:
-    """protocol.md §4.1: Python, NumPy, torch, CUDA, in that order; nothing else."""
+    """Python, NumPy, torch, CUDA, in that order; nothing else (docs/protocol.md#the-random-streams-of-a-run)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -89,7 +92,8 @@ def build_mmrl_model(cfg, spec: ArchSpec, prompts: Prompts, clip, device: torch.
                      reference_init: bool) -> MultiModalRepresentationLearner:
     """MMRL / MMRL++ of architecture ``spec`` over ``clip`` (already on ``device``), with the reference's
     build lines. ``reference_init``: the initial trainables are the reference's build-time draws, in
-    its order (rng.md §2.4; for training, so that a seed trains what it trains there)."""
+    its order (for training, so that a seed trains what it trains there;
+    docs/protocol.md#the-random-streams-of-a-run)."""
     log.info("Building custom CLIP")
     with isolated_rng():  # its own initialisers draw in another order than the reference's
         model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg))

@@ -1,4 +1,6 @@
-"""Initial trainable tensors drawn exactly where the authors' trainer draws them (rng.md §2.4).
+"""Initial trainable tensors drawn exactly where the authors' trainer draws them.
+
+The order is in docs/protocol.md#the-random-streams-of-a-run.
 
 The authors' ``build_model`` constructs two complete CLIP models in their format (the MMRL
 branch, then the zero-shot model) before the representation learner. Every module initialiser
@@ -95,7 +97,7 @@ def _rep_projection(spec: ArchSpec, d: ClipDims) -> torch.Tensor:
 
 
 def _clip_build(spec: ArchSpec, d: ClipDims, scratch: _Discard) -> torch.Tensor:
-    """One authors'-format CLIP construction (rng.md §2.4 rows 1-9); returns its projection draw."""
+    """One authors'-format CLIP construction ; returns its projection draw."""
     dv, dt = d.vision_width, d.text_width
     scratch.uniform(dv * 3 * d.patch_size ** 2)             # conv1 (no bias)
     scratch.normal(dv)                                      # class_embedding
@@ -123,7 +125,7 @@ def _linear(in_features: int, out_features: int) -> tuple[torch.Tensor, torch.Te
 
 
 def _learner(spec: ArchSpec, d: ClipDims, projection: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The representation learner (rng.md §2.4(d)) plus the kept projection, by parameter name."""
+    """The representation learner (tokens, visual then text aligners) and the kept projection, by name."""
     n = len(spec.rep_layers)
     out = {"representation_learner.compound_rep_tokens": torch.empty(spec.n_rep_tokens, spec.rep_dim).normal_(std=0.02)}
     w_v, b_v = _linear(spec.rep_dim, d.vision_width)

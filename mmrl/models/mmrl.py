@@ -1,4 +1,4 @@
-"""MMRL and MMRL++ (mmrl.md §1-§5), computed with the exact shortcuts of §7.
+"""MMRL and MMRL++ (docs/method.md), computed with its exact shortcuts.
 
 Shortcuts (each changes nothing beyond floating-point reassociation):
 - one frozen CLIP serves both the zero-shot branch and the MMRL branch; visual layers
@@ -76,7 +76,7 @@ class Behaviour:
 
 
 def select_test_logits(task: str, subsample: str, dataset_name: str) -> str:
-    """Which head is scored at test time (mmrl.md §3): 'fused' or 'class'."""
+    """Which head is scored at test time (docs/method.md#features-logits-and-the-test-head): 'fused' or 'class'."""
     if task == "B2N":
         return "fused" if subsample == "base" else "class"
     if task == "FS":
@@ -290,7 +290,7 @@ class MultiModalRepresentationLearner(nn.Module):
         return a * logits_c + (1.0 - a) * logits_r
 
     def forward_train(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Loss (mmrl.md §4) and the fused logits of one augmented batch."""
+        """Loss (docs/method.md#loss) and the fused logits of one augmented batch."""
         v_tokens, t_tokens = self.representation_learner()
         prefix = self.image_prefix(images)
         g = self.zero_shot_image_features(prefix)

@@ -26,7 +26,7 @@ class ReferenceMMRL(nn.Module):
             p.requires_grad_(False)
         self._u = None  # zero-shot text features: once per run, as the authors' trainer does
 
-    # The layer loop of mmrl.md §2, written out in full for one tower.
+    # The layer loop of docs/method.md#inserting-tokens, written out in full for one tower.
     def _tower(self, blocks, x, tokens, mask_fn):
         spec, beh = self.fast.spec, self.fast.behaviour
         k, layers = spec.n_rep_tokens, spec.rep_layers

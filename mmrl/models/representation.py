@@ -1,6 +1,6 @@
 """The trainable parts: representation space, per-layer aligners and the rep projection.
 
-Parameter names equal the authors' state-dict keys (mmrl.md §8) so their checkpoints load
+Parameter names equal the authors' state-dict keys (docs/method.md#the-authors-checkpoints) so their checkpoints load
 by name: MMRL ``representation_learner.compound_rep_tokens``,
 ``representation_learner.compound_rep_tokens_r2{v,t}proj.<i>.{weight,bias}``,
 ``image_encoder.proj_rep``; MMRL++ ``representation_learner.srra_r2{v,t}proj.weight``,

@@ -1,6 +1,6 @@
 """Run open_clip's CLIP towers layer by layer, so tokens can be inserted between layers.
 
-Layers are numbered 1..L as in mmrl.md; layer l is ``resblocks[l - 1]``.
+Layers are numbered 1..L as in docs/method.md; layer l is ``resblocks[l - 1]``.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def embed_dim(clip: nn.Module) -> int:
     return clip.visual.proj.shape[1]
 
 
-# -- one block, computed for a subset of queries (exact shortcuts of mmrl.md §7) ---------------
+# -- one block, computed for a subset of queries (docs/method.md#exact-shortcuts) ---------------
 # open_clip's ResidualAttentionBlock is x + ls_1(attn(ln_1(x))) then x + ls_2(mlp(ln_2(x))).
 # Written out so that keys/values can come from elsewhere (a shared text head) and queries can
 # be restricted to the positions that are read afterwards.

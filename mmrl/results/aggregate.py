@@ -18,17 +18,13 @@ from dataclasses import dataclass, field
 from statistics import median
 
 from mmrl.config import changed_keys
-from mmrl.errors import MMRLError
+from mmrl.errors import IncompleteResults
 from mmrl.results.collect import read_job
 from mmrl.sweep import catalog
 from mmrl.sweep.plan import ZS, Job
 
 GAP = 5.0
 AVERAGE = "average"
-
-
-class IncompleteResults(MMRLError):
-    pass
 
 
 def hm(base: float | None, novel: float | None) -> float | None:

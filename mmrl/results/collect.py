@@ -28,7 +28,7 @@ class Reading:
 
 
 def authors_cd_dir(run_dir: str) -> Path | None:
-    """Where the authors' scripts put the same CD run (protocol.md §13.11)."""
+    """Where the authors' scripts put the same CD run (docs/protocol.md#run-directories-and-aggregation)."""
     parts = Path(run_dir).parts
     for i in range(len(parts) - 1):
         if parts[i] == "cross_dataset" and parts[i + 1] in _AUTHORS_CD:

@@ -1,8 +1,9 @@
 """Read accuracies from Dassl log.txt files (the authors' run dirs have no record.json).
 
-Same rule as the authors' aggregator (protocol.md §10.3): after the first ``=> result`` line,
-every ``* <keyword>: <number>%`` line sets the value, so the last result block wins.  The
-printed numbers are rounded to 0.1 (§13.19).
+Same rule as the authors' aggregator (docs/protocol.md#run-directories-and-aggregation): after
+the first ``=> result`` line, every ``* <keyword>: <number>%`` line sets the value, so the last
+result block wins.  The
+printed numbers are rounded to 0.1.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Dataset facts the sweep and the tables need: stems, display names, order, rough sizes.
 
 Stems are the names of configs/datasets/<stem>.yaml and the directory names under output/
-(protocol.md §3.3).  Display names are DATASET.NAME, which the published CSVs also use.
+(docs/protocol.md#datasets-split-files-and-names).  Display names are DATASET.NAME, which the
+published CSVs also use.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ _NAMES = {
     "imagenet_sketch": "ImageNetSketch", "imagenet_a": "ImageNetA", "imagenet_r": "ImageNetR",
 }
 
-# (classes, test images) from protocol.md §12; only used to order jobs by cost.
+# (classes, test images), the published sizes; only used to order jobs by cost.
 _SIZES = {
     "imagenet": (1000, 50000), "caltech101": (100, 2465), "oxford_pets": (37, 3669),
     "stanford_cars": (196, 8041), "oxford_flowers": (102, 2463), "food101": (101, 30300),

@@ -14,7 +14,7 @@ from mmrl.sweep import catalog
 from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, DEFAULT_TRAINERS, PROTOCOLS, Job, chains, expand
 
 LAYOUT = """\
-run directories (the authors' scheme, protocol.md §10.2; <T> trainer, <CFG> config stem):
+run directories (the authors' scheme; <T> trainer, <CFG> config stem):
   b2n  <output>/base2new/train_base/<dataset>/shots_16/<T>/<CFG>/seed<S>   (train on base classes)
        <output>/base2new/test_new/<dataset>/shots_16/<T>/<CFG>/seed<S>     (eval on new classes)
   fs   <output>/few_shot/<dataset>/shots_<K>/<T>/<CFG>/seed<S>
@@ -82,7 +82,7 @@ def register_sweep(subparsers) -> None:
 
 def _resolve_inputs(args) -> tuple[list[Job], list[str]]:
     from mmrl.sweep.dataroot import resolve_data_root
-    root = resolve_data_root(args.root, allow_demo=True)
+    root = resolve_data_root(args.root)
     datasets, source = args.datasets, args.source or catalog.CD_SOURCE
     if root.demo:
         if datasets and set(datasets) != {catalog.DEMO}:

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrl.errors import ConfigError
+from mmrl.demo import world
 
 
 @dataclass
@@ -15,7 +15,7 @@ class DataRoot:
     note: str = ""
 
 
-def resolve_data_root(cli_root: str | None, *, allow_demo: bool = True) -> DataRoot:
+def resolve_data_root(cli_root: str | None) -> DataRoot:
     if cli_root:
         return DataRoot(str(cli_root))
     env = os.environ.get("DATA")
@@ -23,16 +23,9 @@ def resolve_data_root(cli_root: str | None, *, allow_demo: bool = True) -> DataR
         return DataRoot(env)
     how = ("pass --root /path/to/datasets or export DATA=/path/to/datasets (the folder that holds "
            "imagenet/, caltech-101/, oxford_pets/, ...; see README, 'Datasets')")
-    if allow_demo:
-        try:
-            from mmrl.demo.world import ensure_demo_dataset
-        except ImportError:
-            ensure_demo_dataset = None
-        if ensure_demo_dataset is not None:
-            folder = Path(ensure_demo_dataset())
-            # it returns <root>/demo, the dataset's folder; DATASET.ROOT is the folder above it
-            root = folder.parent if folder.name == "demo" else folder
-            return DataRoot(str(root), demo=True,
-                            note=f"neither --root nor DATA is set: running the embedded demo dataset "
-                                 f"(datasets = [demo], data under {root}); for the real protocol {how}")
-    raise ConfigError(f"no dataset root: {how}")
+    folder = Path(world.ensure_demo_dataset())
+    # it returns <root>/demo, the dataset's folder; DATASET.ROOT is the folder above it
+    root = folder.parent if folder.name == "demo" else folder
+    return DataRoot(str(root), demo=True,
+                    note=f"neither --root nor DATA is set: running the embedded demo dataset "
+                         f"(datasets = [demo], data under {root}); for the real protocol {how}")

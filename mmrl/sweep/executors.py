@@ -101,11 +101,8 @@ def detect_gpus(spec: str | None = None) -> list[str]:
                 return ids
         except (OSError, subprocess.SubprocessError):
             pass
-    try:
-        import torch
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        return []
+    import torch   # here, not at the top: the sweep itself needs no torch
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _priorities(jobs: list[Job]) -> dict[str, float]:

@@ -1,7 +1,8 @@
-"""Protocol -> jobs: the authors' run-directory scheme and train.py arguments (protocol.md §10.2).
+"""Protocol -> jobs: the authors' run-directory scheme and train.py arguments.
 
-One job is one ``train.py`` invocation writing one run directory.  Layout (``<out>`` is the
-output root, ``<T>`` the trainer, ``<CFG>`` the trainer config stem):
+One job is one ``train.py`` invocation writing one run directory.  Layout
+(docs/protocol.md#run-directories-and-aggregation; ``<out>`` is the output root, ``<T>`` the
+trainer, ``<CFG>`` the trainer config stem):
 
     B2N   train  <out>/base2new/train_base/<stem>/shots_16/<T>/<CFG>/seed<S>
           eval   <out>/base2new/test_new/<stem>/shots_16/<T>/<CFG>/seed<S>   (--model-dir = train)
@@ -10,7 +11,7 @@ output root, ``<T>`` the trainer, ``<CFG>`` the trainer config stem):
           eval   <out>/cross_dataset/test/<target>/shots_16/<T>/<CFG>/seed<S>
 
 Deviation from the authors: their CD runs reuse the base2new/train_base and test_new trees
-(told apart only by the CFG component, protocol.md §13.11); ours get their own
+(told apart only by the CFG component); ours get their own
 cross_dataset/ tree so a B2N aggregation never picks them up.  DG (ImageNet -> V2, Sketch,
 A, R) shares the CD training.  A target equal to the source is not evaluated again (the
 training's end-of-training test is that number), so the demo dataset alone gives trainings only.
@@ -36,7 +37,7 @@ DEFAULT_SEEDS = (1, 2, 3)
 DEFAULT_SHOTS = (1, 2, 4, 8, 16)
 ZS = "ZeroshotCLIP"
 
-# Epochs per CFG (protocol.md §2.3), only used to order jobs by cost.
+# Epochs per CFG (docs/method.md#hyper-parameters), only used to order jobs by cost.
 _EPOCHS = {"vit_b16": 10, "vit_b16_imagenet": 5, "vit_b16_few_shot": 50, "vit_b16_cross_datasets": 1}
 
 
@@ -77,7 +78,7 @@ def check_protocol(protocol: str) -> str:
 
 
 def cfg_for(protocol: str, trainer: str, stem: str) -> str:
-    """The trainer config stem (protocol.md §2.5; the demo dataset has its own)."""
+    """The trainer config stem (docs/protocol.md#configs-per-task; the demo dataset has its own)."""
     if stem == catalog.DEMO:
         return "demo"
     if trainer == ZS:

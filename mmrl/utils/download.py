@@ -18,22 +18,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mmrl.errors import MMRLError
+from mmrl.errors import ChecksumError, DownloadError
 
 log = logging.getLogger("mmrl.download")
 
 CHUNK = 1 << 20
 USER_AGENT = "mmrl-download/1.0 (+python-urllib)"
-
-
-class DownloadError(MMRLError):
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = http_status  # set when the server answered with an HTTP error (e.g. 404)
-
-
-class ChecksumError(DownloadError):
-    pass
 
 
 class _Interrupted(Exception):

@@ -21,13 +21,9 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from mmrl.errors import MMRLError
+from mmrl.errors import ExtractError
 
 log = logging.getLogger("mmrl.extract")
-
-
-class ExtractError(MMRLError):
-    pass
 
 
 def archive_kind(path: str | os.PathLike) -> str:
