@@ -58,7 +58,8 @@ def configs_dir() -> Path:
 
 def config_path(path: str | os.PathLike) -> Path:
     """A --config-file / --dataset-config-file path.  A relative ``configs/...`` path that does not
-    exist from the working directory (an installed package run elsewhere) means the shipped file."""
+    exist from the working directory (an installed package run elsewhere) means that file of
+    configs_dir()."""
     p = Path(path)
     if p.is_file() or p.is_absolute() or not p.parts or p.parts[0] != CONFIGS_PREFIX:
         return p
@@ -319,7 +320,7 @@ class ConfigBuilder:
         p = config_path(path)
         if not p.is_file():
             raise ConfigError(f"{layer_kind} config file not found: {p}. Pass an existing YAML "
-                              f"(the shipped ones are under {configs_dir()}, also as configs/...).")
+                              f"(a relative configs/... path also looks in {configs_dir()}).")
         self.merge_flat(_flatten_plain(read_yaml_mapping(p)), f"{layer_kind}:{p}")
 
     def merge_opts(self, opts: list[str]) -> None:
