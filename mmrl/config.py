@@ -10,6 +10,7 @@ import ast
 import copy
 import difflib
 import hashlib
+import importlib.resources
 import json
 import os
 from dataclasses import dataclass, field
@@ -36,13 +37,34 @@ NON_IDENTITY_KEYS = (
 )
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+# The YAML files ship inside the package (mmrl/configs, package data), so an installed package
+# resolves them from any working directory; the repository's top-level configs/ links there.
+CONFIGS_PREFIX = "configs"
+
+
+def packaged_configs() -> Path:
+    root = importlib.resources.files("mmrl") / CONFIGS_PREFIX
+    if not isinstance(root, Path) or not root.is_dir():
+        raise ConfigError(f"the mmrl package has no configs folder on disk ({root}); reinstall it "
+                          f"from a wheel or a checkout (zipped installs are not supported)")
+    return root
 
 
 def configs_dir() -> Path:
+    """The config tree in use: $MMRL_CONFIGS (a copy the user edits) or the packaged one."""
     env = os.environ.get("MMRL_CONFIGS")
-    return Path(env) if env else repo_root() / "configs"
+    return Path(env) if env else packaged_configs()
+
+
+def config_path(path: str | os.PathLike) -> Path:
+    """A --config-file / --dataset-config-file path.  A relative ``configs/...`` path that does not
+    exist from the working directory (an installed package run elsewhere) means that file of
+    configs_dir()."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute() or not p.parts or p.parts[0] != CONFIGS_PREFIX:
+        return p
+    shipped = configs_dir().joinpath(*p.parts[1:])
+    return shipped if shipped.is_file() else p
 
 
 def _mmrl_block(extra: dict | None = None) -> CN:
@@ -295,10 +317,10 @@ class ConfigBuilder:
             self.set(k, v, layer)
 
     def merge_yaml(self, path: str | os.PathLike, layer_kind: str) -> None:
-        p = Path(path)
+        p = config_path(path)
         if not p.is_file():
             raise ConfigError(f"{layer_kind} config file not found: {p}. Pass an existing YAML "
-                              f"(the repository's are under {configs_dir()}).")
+                              f"(a relative configs/... path also looks in {configs_dir()}).")
         self.merge_flat(_flatten_plain(read_yaml_mapping(p)), f"{layer_kind}:{p}")
 
     def merge_opts(self, opts: list[str]) -> None:
@@ -315,7 +337,7 @@ class ConfigBuilder:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-dataset overrides (configs/overrides/<TRAINER>.yaml)
+# Per-dataset overrides (mmrl/configs/overrides/<TRAINER>.yaml)
 
 def read_yaml_mapping(p: Path) -> dict[str, Any]:
     """A YAML file whose top level is a mapping; ConfigError naming the file otherwise."""
@@ -328,11 +350,20 @@ def read_yaml_mapping(p: Path) -> dict[str, Any]:
     return data
 
 
+# The trainers with per-dataset settings; ZeroshotCLIP trains nothing and has none.
+TRAINERS_WITH_OVERRIDES = ("MMRL", "MMRLpp")
+
+
 def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str, Any], Path | None]:
-    """The override keys for (trainer, task, dataset) from the data file, or {} if none."""
+    """The override keys for (trainer, task, dataset) from overrides/<TRAINER>.yaml ({} when that
+    file has no entry for them).  A missing file is an error: the run would silently lose them."""
+    if trainer not in TRAINERS_WITH_OVERRIDES:
+        return {}, None
     path = configs_dir() / "overrides" / f"{trainer}.yaml"
     if not path.is_file():
-        return {}, None
+        raise ConfigError(f"per-dataset overrides file not found: {path}. Without it {trainer} would run "
+                          f"with the wrong per-dataset settings; reinstall the package, or if MMRL_CONFIGS points at "
+                          f"a copy of the configs, copy overrides/{trainer}.yaml there too.")
     table = read_yaml_mapping(path).get(task) or {}
     entry = table.get(dataset_name) if isinstance(table, dict) else table
     entry = entry or {}

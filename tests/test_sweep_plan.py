@@ -12,17 +12,27 @@ import pytest
 from mmrl.errors import ConfigError
 from mmrl.sweep.plan import chains, expand
 
-REPO = Path(__file__).resolve().parent.parent
+SHIPPED = Path(__file__).resolve().parent.parent / "mmrl" / "configs"
 
 
 @pytest.fixture(autouse=True)
-def _at_repo_root(monkeypatch):
-    monkeypatch.chdir(REPO)  # the authors' commands use paths relative to the repo root
+def _elsewhere(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # not the repository: the config paths must not depend on the cwd
+    monkeypatch.delenv("MMRL_CONFIGS", raising=False)
 
 
 def common(seed, stem, cfg, out, trainer="MMRL"):
-    return (f"--root $DATA --seed {seed} --trainer {trainer} --dataset-config-file configs/datasets/{stem}.yaml "
-            f"--config-file configs/trainers/{trainer}/{cfg}.yaml --output-dir {out}")
+    return (f"--root $DATA --seed {seed} --trainer {trainer} --dataset-config-file {SHIPPED}/datasets/{stem}.yaml "
+            f"--config-file {SHIPPED}/trainers/{trainer}/{cfg}.yaml --output-dir {out}")
+
+
+def test_config_paths_are_absolute_files():
+    jobs = expand("fs", trainers=["MMRL", "MMRLpp", "ZeroshotCLIP"], datasets=["eurosat", "imagenet"],
+                  seeds=[1], root="$DATA")
+    for job in jobs:
+        for flag in ("--dataset-config-file", "--config-file"):
+            path = Path(job.argv[job.argv.index(flag) + 1])
+            assert path.is_absolute() and path.is_file(), (flag, path)
 
 
 def cmds(jobs):

@@ -40,8 +40,11 @@ log = logging.getLogger("mmrl.engine")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGED, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
-def code_version() -> str:
-    root = Path(__file__).resolve().parents[2]
+def code_version(root: Path = Path(__file__).resolve().parents[2]) -> str:
+    """The package version, plus the git commit when the package runs from its own checkout (an
+    installed copy's site-packages may lie inside another repository, e.g. a project's .venv)."""
+    if not (root / ".git").exists():
+        return __version__
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5).stdout.strip()

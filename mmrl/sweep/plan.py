@@ -90,12 +90,9 @@ def cfg_for(protocol: str, trainer: str, stem: str) -> str:
     return "vit_b16" if protocol == "b2n" else "vit_b16_few_shot"
 
 
-def _shown(path: Path) -> str:
-    """A config path as the authors write it (relative to the repo root) when we run from there."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def _absolute(path: Path) -> str:
+    """Absolute, so that a job runs from any working directory (a SLURM node, another shell)."""
+    return str(path.resolve())
 
 
 def trainer_config_file(trainer: str, cfg: str) -> str:
@@ -103,7 +100,7 @@ def trainer_config_file(trainer: str, cfg: str) -> str:
     if trainer == ZS and not path.is_file():
         # Like CoOp's zero-shot runs: borrow the method's file for input size, stats and batch size.
         path = configs_dir() / "trainers" / "MMRL" / f"{cfg}.yaml"
-    return _shown(path)
+    return _absolute(path)
 
 
 def run_dir(output: str, *parts: str) -> str:
@@ -113,7 +110,7 @@ def run_dir(output: str, *parts: str) -> str:
 def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
           model_dir: str | None, eval_only: bool, opts: list[str]) -> tuple[str, ...]:
     argv = (["--root", root] if root else []) + ["--seed", str(seed), "--trainer", trainer,
-            "--dataset-config-file", _shown(catalog.dataset_yaml(stem)),
+            "--dataset-config-file", _absolute(catalog.dataset_yaml(stem)),
             "--config-file", trainer_config_file(trainer, cfg), "--output-dir", out_dir]
     if model_dir:
         argv += ["--model-dir", model_dir]
