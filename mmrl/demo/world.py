@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mmrl.data.fileio import cache_root
+
 # ---------------------------------------------------------------------------------------------
 # Attributes and classes
 
@@ -315,11 +317,6 @@ def image_rng(*key: int) -> np.random.Generator:
 
 SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
 SPLIT_FILE = f"split_zhou_{DATASET_NAME}.json"
-
-
-def cache_root() -> Path:
-    env = os.environ.get("MMRL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mmrl"
 
 
 def default_demo_root() -> Path:
