@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fewshot-dir", default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_data_show)
-    _optional("mmrl.datasets.cli_data", "register_verify", dsub)
-    _optional("mmrl.datasets.cli_data", "register_prepare", dsub)
+    _optional("mmrl.datatools.cli", "register_verify", dsub)
+    _optional("mmrl.datatools.cli", "register_prepare", dsub)
 
     w = sub.add_parser("weights", help="CLIP weights: fetch and verify, or print where they go")
     w.add_argument("action", choices=["fetch", "where"])

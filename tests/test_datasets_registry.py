@@ -3,7 +3,7 @@ import random
 import pytest
 
 from mmrl.datasets import JsonSplitDataset, build_dataset, get_dataset_class, register_dataset, registered
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.errors import DatasetError
 
 # protocol §3.3: folder, stem, NAME

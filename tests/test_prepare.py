@@ -18,12 +18,12 @@ import pytest
 import scipy.io
 
 from mmrl.cli import main
-from mmrl.datasets import prepare as prep
+from mmrl.datatools import prepare as prep
 from mmrl.datasets.manifest import get_manifest
-from mmrl.datasets.prepare import prepare_dataset, read_val_labels
+from mmrl.datatools.prepare import prepare_dataset, read_val_labels
 from mmrl.datasets.registry import get_dataset_class
-from mmrl.datasets.synthetic import write_synthetic_dataset
-from mmrl.datasets.verify import verify_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
+from mmrl.datatools.verify import verify_dataset
 from mmrl.errors import DatasetError, MMRLError
 
 sys.path.insert(0, os.path.dirname(__file__))

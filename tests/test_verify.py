@@ -1,4 +1,4 @@
-"""`mmrl data verify` on synthetic copies of the real layouts (mmrl.datasets.synthetic)."""
+"""`mmrl data verify` on synthetic copies of the real layouts (mmrl.datatools.synthetic)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import pytest
 
 from mmrl.cli import main
 from mmrl.datasets.manifest import all_manifests, get_manifest
-from mmrl.datasets.synthetic import write_synthetic_dataset
-from mmrl.datasets.verify import check_image, verify_all, verify_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
+from mmrl.datatools.verify import check_image, verify_all, verify_dataset
 from mmrl.errors import DatasetError
 
 STEMS = [m.stem for m in all_manifests()]
@@ -75,7 +75,7 @@ def test_truncated_image_found_by_header_check_and_by_deep(tmp_path):
 
 
 def test_image_checks_in_a_process_pool(tmp_path, monkeypatch):
-    from mmrl.datasets import verify
+    from mmrl.datatools import verify
     ddir = _synthetic("eurosat", tmp_path)
     img = _first_json_image(ddir, "eurosat")
     img.write_bytes(img.read_bytes()[:100])

@@ -86,7 +86,7 @@ def _savemat(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     savemat(str(path), data)
     with open(path, "r+b") as f:
-        f.write(b"MATLAB 5.0 MAT-file, written by mmrl.datasets.synthetic".ljust(116, b" "))
+        f.write(b"MATLAB 5.0 MAT-file, written by mmrl.datatools.synthetic".ljust(116, b" "))
 
 
 def _sizes(n: int) -> tuple[int, int]:

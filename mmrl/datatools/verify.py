@@ -5,7 +5,7 @@ Fast by default: folders are listed with ``os.scandir`` (one listing per folder,
 bytes must hold the JPEG/PNG end marker, and only files failing that are decoded to
 confirm). ``deep=True`` decodes every image.
 
-The library returns :class:`VerifyReport` objects; the CLI (cli_data.py) prints them.
+The library returns :class:`VerifyReport` objects; the CLI (mmrl.datatools.cli) prints them.
 """
 from __future__ import annotations
 
