@@ -19,9 +19,8 @@ import scipy.io
 
 from mmrl.cli import main
 from mmrl.datatools import prepare as prep
-from mmrl.datasets.manifest import get_manifest
 from mmrl.datatools.prepare import prepare_dataset, read_val_labels
-from mmrl.datasets.registry import get_dataset_class
+from mmrl.datasets.registry import get_dataset_class, get_spec
 from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.datatools.verify import verify_dataset
 from mmrl.errors import DatasetError, MMRLError
@@ -396,8 +395,8 @@ def test_other_datasets_from_a_local_mirror(tmp_path, stem):
     r = _prepare(stem, root, str(mirror))
     assert r.status == "complete", r.manual
     _same_as_source(stem, root, tmp_path)
-    for raw in get_manifest(stem).raw:
-        assert (root / get_manifest(stem).folder / raw).exists(), raw
+    for raw in get_spec(stem).raw:
+        assert (root / get_spec(stem).folder / raw).exists(), raw
 
 
 def test_sun397_and_sketch_without_files_print_manual_steps(tmp_path, www):

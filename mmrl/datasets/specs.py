@@ -1,79 +1,18 @@
-"""What each of the 15 datasets should look like on disk, and where its files come from.
+"""The spec of every built-in dataset (see :mod:`mmrl.datasets.spec`): the only home of its facts,
+besides its YAML (configs/datasets/<stem>.yaml) and its loader module's code.
 
-One :class:`DatasetManifest` per dataset (protocol §3.2 layout, §11 sources, §12 sizes),
-keyed by DATASET.NAME, with lookup by stem or folder too. ``verify`` checks a folder
-against it; ``prepare`` fetches its sources. Checksums are recorded only where published
-(none of the §11 sources publishes one, so ``sha256`` is None everywhere for now).
+Sources (protocol §11): checksums are recorded only where published (none of the sources
+publishes one, so ``sha256`` is None everywhere). Sizes: protocol §12. The order is the
+paper tables' order (ImageNet first), which the sweep and the tables follow.
 """
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field
-
-from mmrl.errors import DatasetError
-
-GDRIVE_VIEW = "https://drive.google.com/file/d/{}/view?usp=sharing"
+from mmrl.datasets.spec import DatasetSpec, PrepareStep, Source
+from mmrl.demo import world
 
 
-@dataclass(frozen=True)
-class Source:
-    """One downloadable file. ``file`` is also its name on a mirror (``<mirror>/<file>``)."""
-
-    file: str
-    url: str | None = None          # official HTTP(S) location
-    gdrive_id: str | None = None    # Google Drive file id (fetched with gdown)
-    sha256: str | None = None       # only when published; never guessed
-    needs_login: bool = False       # e.g. ImageNet: registration on image-net.org
-    dead: bool = False              # host known to be gone (StanfordCars, SUN397 mirrors)
-    page: str = ""                  # where a person can get it by hand
-    note: str = ""
-
-    @property
-    def automatic(self) -> bool:
-        """Can be fetched without a person (given network)."""
-        return bool(self.url or self.gdrive_id) and not (self.needs_login or self.dead)
-
-    @property
-    def where(self) -> str:
-        """A human pointer to the file, for manual steps."""
-        if self.gdrive_id:
-            return GDRIVE_VIEW.format(self.gdrive_id)
-        return self.url or self.page or "(no public source recorded)"
-
-
-@dataclass(frozen=True)
-class DatasetManifest:
-    name: str                       # DATASET.NAME
-    stem: str                       # config stem
-    folder: str                     # folder under DATASET.ROOT
-    num_classes: int
-    train: int | None               # published split sizes (§12); None = not applicable
-    val: int | None
-    test: int
-    image_dir: str                  # relative to folder: where class folders / images live
-    split_json: str | None          # file name inside folder; None = no split JSON used
-    required: tuple[str, ...]       # relative to folder; trailing "/" = directory; needed to load
-    raw: tuple[str, ...] = ()       # only needed to regenerate a split without the JSON
-    sources: tuple[Source, ...] = ()
-    split_prefix: str | None = None  # split JSON paths relative to this (default image_dir)
-    test_only: bool = False         # ImageNet variants
-    val_is_test: bool = False       # ImageNet: val = test
-    class_list: str | None = None   # resource file listing the expected class folders, in label order
-    layout: str = ""                # the target tree, for manual steps
-    aliases: tuple[str, ...] = field(default=())
-
-    @property
-    def prefix(self) -> str:
-        return self.image_dir if self.split_prefix is None else self.split_prefix
-
-    def source(self, file: str) -> Source:
-        for s in self.sources:
-            if s.file == file:
-                return s
-        raise KeyError(f"{self.name} has no source {file!r}")
-
-    def sizes(self) -> dict[str, int | None]:
-        return {"classes": self.num_classes, "train": self.train, "val": self.val, "test": self.test}
+def _split_step(split_file: str) -> PrepareStep:
+    return PrepareStep((split_file,), (split_file,), "place")
 
 
 def _drive(file: str, gid: str, note: str = "") -> Source:
@@ -87,10 +26,10 @@ _OX = "https://www.robots.ox.ac.uk/~vgg/data"
 _CARS_PAGE = "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (offline; look for a mirror of the same files)"
 _SUN_PAGE = "https://vision.princeton.edu/projects/2010/SUN/ (offline; look for a mirror of the same files)"
 
-_MANIFESTS: tuple[DatasetManifest, ...] = (
-    DatasetManifest(
-        "ImageNet", "imagenet", "imagenet", 1000, 1_281_167, None, 50_000,
-        image_dir="images", split_json=None, val_is_test=True, class_list="imagenet_wnids.txt",
+SPECS: tuple[DatasetSpec, ...] = (
+    DatasetSpec(
+        "ImageNet", "imagenet", "imagenet", num_classes=1000, train=1_281_167, val=None, test=50_000,
+        image_dir="images", split_file=None, val_is_test=True, class_list="imagenet_wnids.txt",
         required=("images/train/", "images/val/", "classnames.txt"),
         sources=(
             Source("ILSVRC2012_img_train.tar", needs_login=True, page="https://image-net.org/download-images.php",
@@ -101,13 +40,20 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    note="val ground truth; or give a val-labels file '<image> <wnid>' / LOC_val_solution.csv"),
             CLASSNAMES,
         ),
+        loader="mmrl.datasets.imagenet:ImageNet", benchmarks=("b2n", "fs", "cd_source"),
+        prepare=(PrepareStep(("classnames.txt",), (), "classnames"),
+                 PrepareStep(("images/train/",), ("ILSVRC2012_img_train.tar",), "imagenet_train"),
+                 PrepareStep(("images/val/",), ("ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"),
+                             "imagenet_val"),
+                 PrepareStep(("images/val/",), ("ILSVRC2012_img_val.tar",), "imagenet_val", option="val_labels")),
+        synthetic="imagenet", verify_parts=(("train", "train"), ("test", "val")),
         layout="""imagenet/
   classnames.txt                      <wnid> <class name> per line (1000 lines)
   images/train/<wnid>/*.JPEG          1000 folders, 1,281,167 images
   images/val/<wnid>/*.JPEG            1000 folders, 50,000 images (sorted by wnid)"""),
-    DatasetManifest(
-        "Caltech101", "caltech101", "caltech-101", 100, 4128, 1649, 2465,
-        image_dir="101_ObjectCategories", split_json="split_zhou_Caltech101.json",
+    DatasetSpec(
+        "Caltech101", "caltech101", "caltech-101", num_classes=100, train=4128, val=1649, test=2465,
+        image_dir="101_ObjectCategories", split_file="split_zhou_Caltech101.json",
         required=("101_ObjectCategories/", "split_zhou_Caltech101.json"),
         sources=(
             Source("101_ObjectCategories.tar.gz",
@@ -115,12 +61,17 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    note="the host has moved since CoOp; if it fails, fetch the same archive from data.caltech.edu"),
             _drive("split_zhou_Caltech101.json", "1hyarUivQE36mY6jSomru6Fjd-JzwcCzN"),
         ),
+        loader="mmrl.datasets.caltech101:Caltech101", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("101_ObjectCategories/",), ("101_ObjectCategories.tar.gz",), "extract",
+                             ("101_ObjectCategories",)),
+                 _split_step("split_zhou_Caltech101.json")),
+        synthetic="caltech101",
         layout="""caltech-101/
   101_ObjectCategories/<category>/image_XXXX.jpg
   split_zhou_Caltech101.json"""),
-    DatasetManifest(
-        "OxfordPets", "oxford_pets", "oxford_pets", 37, 2944, 736, 3669,
-        image_dir="images", split_json="split_zhou_OxfordPets.json",
+    DatasetSpec(
+        "OxfordPets", "oxford_pets", "oxford_pets", num_classes=37, train=2944, val=736, test=3669,
+        image_dir="images", split_file="split_zhou_OxfordPets.json",
         required=("images/", "split_zhou_OxfordPets.json"),
         raw=("annotations/trainval.txt", "annotations/test.txt"),
         sources=(
@@ -128,13 +79,18 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
             Source("annotations.tar.gz", url=f"{_OX}/pets/data/annotations.tar.gz"),
             _drive("split_zhou_OxfordPets.json", "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs"),
         ),
+        loader="mmrl.datasets.oxford_pets:OxfordPets", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("images/",), ("images.tar.gz",), "extract", ("images",)),
+                 PrepareStep(("annotations/",), ("annotations.tar.gz",), "extract", ("annotations",), optional=True),
+                 _split_step("split_zhou_OxfordPets.json")),
+        synthetic="oxford_pets",
         layout="""oxford_pets/
   images/<Breed_Name>_<n>.jpg
   annotations/trainval.txt, annotations/test.txt
   split_zhou_OxfordPets.json"""),
-    DatasetManifest(
-        "StanfordCars", "stanford_cars", "stanford_cars", 196, 6509, 1635, 8041,
-        image_dir="", split_prefix="", split_json="split_zhou_StanfordCars.json",
+    DatasetSpec(
+        "StanfordCars", "stanford_cars", "stanford_cars", num_classes=196, train=6509, val=1635, test=8041,
+        image_dir="", split_prefix="", split_file="split_zhou_StanfordCars.json",
         required=("cars_train/", "cars_test/", "split_zhou_StanfordCars.json"),
         raw=("devkit/cars_train_annos.mat", "devkit/cars_meta.mat", "cars_test_annos_withlabels.mat"),
         sources=(
@@ -149,15 +105,23 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    page=_CARS_PAGE),
             _drive("split_zhou_StanfordCars.json", "1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT"),
         ),
+        loader="mmrl.datasets.stanford_cars:StanfordCars", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("cars_train/",), ("cars_train.tgz",), "extract", ("cars_train",)),
+                 PrepareStep(("cars_test/",), ("cars_test.tgz",), "extract", ("cars_test",)),
+                 PrepareStep(("devkit/",), ("car_devkit.tgz",), "extract", ("devkit",), optional=True),
+                 PrepareStep(("cars_test_annos_withlabels.mat",), ("cars_test_annos_withlabels.mat",), "place",
+                             optional=True),
+                 _split_step("split_zhou_StanfordCars.json")),
+        synthetic="stanford_cars",
         layout="""stanford_cars/
   cars_train/00001.jpg ...            8,144 images
   cars_test/00001.jpg ...             8,041 images
   devkit/cars_train_annos.mat, devkit/cars_meta.mat
   cars_test_annos_withlabels.mat
   split_zhou_StanfordCars.json        (paths start with cars_train/ or cars_test/)"""),
-    DatasetManifest(
-        "OxfordFlowers", "oxford_flowers", "oxford_flowers", 102, 4093, 1633, 2463,
-        image_dir="jpg", split_json="split_zhou_OxfordFlowers.json",
+    DatasetSpec(
+        "OxfordFlowers", "oxford_flowers", "oxford_flowers", num_classes=102, train=4093, val=1633, test=2463,
+        image_dir="jpg", split_file="split_zhou_OxfordFlowers.json",
         required=("jpg/", "split_zhou_OxfordFlowers.json"),
         raw=("imagelabels.mat", "cat_to_name.json"),
         sources=(
@@ -166,14 +130,20 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
             _drive("cat_to_name.json", "1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0"),
             _drive("split_zhou_OxfordFlowers.json", "1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT"),
         ),
+        loader="mmrl.datasets.oxford_flowers:OxfordFlowers", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("jpg/",), ("102flowers.tgz",), "extract", ("jpg",)),
+                 PrepareStep(("imagelabels.mat",), ("imagelabels.mat",), "place", optional=True),
+                 PrepareStep(("cat_to_name.json",), ("cat_to_name.json",), "place", optional=True),
+                 _split_step("split_zhou_OxfordFlowers.json")),
+        synthetic="oxford_flowers",
         layout="""oxford_flowers/
   jpg/image_00001.jpg ...             8,189 images
   imagelabels.mat, cat_to_name.json
   split_zhou_OxfordFlowers.json""",
         aliases=("Flowers102",)),
-    DatasetManifest(
-        "Food101", "food101", "food-101", 101, 50_500, 20_200, 30_300,
-        image_dir="images", split_json="split_zhou_Food101.json",
+    DatasetSpec(
+        "Food101", "food101", "food-101", num_classes=101, train=50_500, val=20_200, test=30_300,
+        image_dir="images", split_file="split_zhou_Food101.json",
         required=("images/", "split_zhou_Food101.json"),
         sources=(
             Source("food-101.tar.gz", url="http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
@@ -181,12 +151,17 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    note="extracted directly under the data root (it contains food-101/)"),
             _drive("split_zhou_Food101.json", "1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl"),
         ),
+        # meta/ (the official train/test lists) is ignored, as in the reference: the generic loader
+        benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("images/",), ("food-101.tar.gz",), "extract", ("food-101", True)),
+                 _split_step("split_zhou_Food101.json")),
+        synthetic="food101",
         layout="""food-101/
   images/<class_name>/<id>.jpg        101 folders x 1,000 images
   split_zhou_Food101.json"""),
-    DatasetManifest(
-        "FGVCAircraft", "fgvc_aircraft", "fgvc_aircraft", 100, 3334, 3333, 3333,
-        image_dir="images", split_json=None,
+    DatasetSpec(
+        "FGVCAircraft", "fgvc_aircraft", "fgvc_aircraft", num_classes=100, train=3334, val=3333, test=3333,
+        image_dir="images", split_file=None,
         required=("images/", "variants.txt", "images_variant_train.txt", "images_variant_val.txt",
                   "images_variant_test.txt"),
         sources=(
@@ -194,13 +169,18 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    url=f"{_OX}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
                    note="only its data/ folder is kept, renamed to fgvc_aircraft/"),
         ),
+        loader="mmrl.datasets.fgvc_aircraft:FGVCAircraft", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("images/", "variants.txt", "images_variant_train.txt", "images_variant_val.txt",
+                              "images_variant_test.txt"), ("fgvc-aircraft-2013b.tar.gz",), "extract_contents",
+                             ("fgvc-aircraft-2013b/data",)),),
+        synthetic="fgvc_aircraft", verify="variant_lists", split_where="images_variant_*.txt",
         layout="""fgvc_aircraft/                        (= fgvc-aircraft-2013b/data/ renamed)
   images/<id>.jpg
   variants.txt
   images_variant_train.txt, images_variant_val.txt, images_variant_test.txt"""),
-    DatasetManifest(
-        "SUN397", "sun397", "sun397", 397, 15_880, 3970, 19_850,
-        image_dir="SUN397", split_json="split_zhou_SUN397.json",
+    DatasetSpec(
+        "SUN397", "sun397", "sun397", num_classes=397, train=15_880, val=3970, test=19_850,
+        image_dir="SUN397", split_file="split_zhou_SUN397.json",
         required=("SUN397/", "split_zhou_SUN397.json"),
         raw=("ClassName.txt", "Training_01.txt", "Testing_01.txt"),
         sources=(
@@ -210,38 +190,53 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    dead=True, page=_SUN_PAGE),
             _drive("split_zhou_SUN397.json", "1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq"),
         ),
+        loader="mmrl.datasets.sun397:SUN397", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("SUN397/",), ("SUN397.tar.gz",), "extract", ("SUN397",)),
+                 PrepareStep(("ClassName.txt", "Training_01.txt", "Testing_01.txt"), ("Partitions.zip",),
+                             "extract_flat", ("ClassName.txt", "Training_01.txt", "Testing_01.txt"), optional=True),
+                 _split_step("split_zhou_SUN397.json")),
+        synthetic="sun397",
         layout="""sun397/
   SUN397/<letter>/<name>[/<sub>]/sun_*.jpg
   ClassName.txt, Training_01.txt, Testing_01.txt     (from Partitions.zip)
   split_zhou_SUN397.json"""),
-    DatasetManifest(
-        "DescribableTextures", "dtd", "dtd", 47, 2820, 1128, 1692,
-        image_dir="images", split_json="split_zhou_DescribableTextures.json",
+    DatasetSpec(
+        "DescribableTextures", "dtd", "dtd", num_classes=47, train=2820, val=1128, test=1692,
+        image_dir="images", split_file="split_zhou_DescribableTextures.json",
         required=("images/", "split_zhou_DescribableTextures.json"),
         sources=(
             Source("dtd-r1.0.1.tar.gz", url=f"{_OX}/dtd/download/dtd-r1.0.1.tar.gz",
                    note="extracted under the data root (it contains dtd/)"),
             _drive("split_zhou_DescribableTextures.json", "1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x"),
         ),
+        # the official labels/ splits and imdb/ are ignored (protocol): the generic loader
+        benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("images/",), ("dtd-r1.0.1.tar.gz",), "extract", ("dtd", True)),
+                 _split_step("split_zhou_DescribableTextures.json")),
+        synthetic="dtd",
         layout="""dtd/
   images/<texture>/<texture>_XXXX.jpg 47 folders x 120 images
   split_zhou_DescribableTextures.json""",
         aliases=("DTD",)),
-    DatasetManifest(
-        "EuroSAT", "eurosat", "eurosat", 10, 13_500, 5400, 8100,
-        image_dir="2750", split_json="split_zhou_EuroSAT.json",
+    DatasetSpec(
+        "EuroSAT", "eurosat", "eurosat", num_classes=10, train=13_500, val=5400, test=8100,
+        image_dir="2750", split_file="split_zhou_EuroSAT.json",
         required=("2750/", "split_zhou_EuroSAT.json"),
         sources=(
             Source("EuroSAT.zip", url="http://madm.dfki.de/files/sentinel/EuroSAT.zip",
                    note="extracted into eurosat/ (gives 2750/); the host may have moved"),
             _drive("split_zhou_EuroSAT.json", "1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o"),
         ),
+        loader="mmrl.datasets.eurosat:EuroSAT", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("2750/",), ("EuroSAT.zip",), "extract", ("2750",)),
+                 _split_step("split_zhou_EuroSAT.json")),
+        synthetic="eurosat",
         layout="""eurosat/
   2750/<ClassFolder>/<ClassFolder>_<n>.jpg   10 folders, 27,000 images
   split_zhou_EuroSAT.json"""),
-    DatasetManifest(
-        "UCF101", "ucf101", "ucf101", 101, 7639, 1898, 3783,
-        image_dir="UCF-101-midframes", split_json="split_zhou_UCF101.json",
+    DatasetSpec(
+        "UCF101", "ucf101", "ucf101", num_classes=101, train=7639, val=1898, test=3783,
+        image_dir="UCF-101-midframes", split_file="split_zhou_UCF101.json",
         required=("UCF-101-midframes/", "split_zhou_UCF101.json"),
         raw=("ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt",
              "ucfTrainTestlist/testlist01.txt"),
@@ -250,12 +245,17 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    note="middle frame of every video, prepared by the CoOp authors"),
             _drive("split_zhou_UCF101.json", "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"),
         ),
+        loader="mmrl.datasets.ucf101:UCF101", benchmarks=("b2n", "fs", "cd"),
+        prepare=(PrepareStep(("UCF-101-midframes/",), ("UCF-101-midframes.zip",), "extract", ("UCF-101-midframes",)),
+                 PrepareStep(("UCF-101-midframes/",), (), "midframes_from_videos", option="videos"),
+                 _split_step("split_zhou_UCF101.json")),
+        synthetic="ucf101",
         layout="""ucf101/
   UCF-101-midframes/<Renamed_Action>/<video stem>.jpg   e.g. Apply_Eye_Makeup/v_ApplyEyeMakeup_g08_c01.jpg
   split_zhou_UCF101.json"""),
-    DatasetManifest(
-        "ImageNetV2", "imagenetv2", "imagenetv2", 1000, None, None, 10_000,
-        image_dir="imagenetv2-matched-frequency-format-val", split_json=None, test_only=True,
+    DatasetSpec(
+        "ImageNetV2", "imagenetv2", "imagenetv2", num_classes=1000, train=None, val=None, test=10_000,
+        image_dir="imagenetv2-matched-frequency-format-val", split_file=None, test_only=True,
         required=("imagenetv2-matched-frequency-format-val/", "classnames.txt"),
         sources=(
             Source("imagenetv2-matched-frequency.tar.gz",
@@ -263,12 +263,17 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    page="https://github.com/modestyachts/ImageNetV2"),
             CLASSNAMES,
         ),
+        loader="mmrl.datasets.imagenetv2:ImageNetV2", benchmarks=("dg",),
+        prepare=(PrepareStep(("imagenetv2-matched-frequency-format-val/",), ("imagenetv2-matched-frequency.tar.gz",),
+                             "extract", ("imagenetv2-matched-frequency-format-val",)),
+                 PrepareStep(("classnames.txt",), (), "classnames")),
+        classnames_from="imagenet", synthetic="imagenetv2", numbered_classes=True,
         layout="""imagenetv2/
   imagenetv2-matched-frequency-format-val/<0..999>/*.jpeg   10,000 images
   classnames.txt                      (copy of imagenet/classnames.txt)"""),
-    DatasetManifest(
-        "ImageNetSketch", "imagenet_sketch", "imagenet-sketch", 1000, None, None, 50_889,
-        image_dir="images", split_json=None, test_only=True, class_list="imagenet_wnids.txt",
+    DatasetSpec(
+        "ImageNetSketch", "imagenet_sketch", "imagenet-sketch", num_classes=1000, train=None, val=None, test=50_889,
+        image_dir="images", split_file=None, test_only=True, class_list="imagenet_wnids.txt",
         required=("images/", "classnames.txt"),
         sources=(
             Source("ImageNet-Sketch.zip", page="https://github.com/HaohanWang/ImageNet-Sketch",
@@ -276,12 +281,16 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                         "(its top folder, e.g. sketch/, becomes images/)"),
             CLASSNAMES,
         ),
+        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
+        prepare=(PrepareStep(("images/",), ("ImageNet-Sketch.zip",), "extract", ("images",)),
+                 PrepareStep(("classnames.txt",), (), "classnames")),
+        classnames_from="imagenet", synthetic="imagenet_sketch",
         layout="""imagenet-sketch/
   images/<wnid>/*.JPEG                1000 folders, 50,889 images (rename the extracted folder to images/)
   classnames.txt                      (copy of imagenet/classnames.txt)"""),
-    DatasetManifest(
-        "ImageNetA", "imagenet_a", "imagenet-adversarial", 200, None, None, 7500,
-        image_dir="imagenet-a", split_json=None, test_only=True, class_list="imagenet_a_wnids.txt",
+    DatasetSpec(
+        "ImageNetA", "imagenet_a", "imagenet-adversarial", num_classes=200, train=None, val=None, test=7500,
+        image_dir="imagenet-a", split_file=None, test_only=True, class_list="imagenet_a_wnids.txt",
         required=("imagenet-a/", "classnames.txt"),
         sources=(
             Source("imagenet-a.tar", url="https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar",
@@ -289,12 +298,16 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    note="download link from the project README (not in CoOp's list)"),
             CLASSNAMES,
         ),
+        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
+        prepare=(PrepareStep(("imagenet-a/",), ("imagenet-a.tar",), "extract", ("imagenet-a",)),
+                 PrepareStep(("classnames.txt",), (), "classnames")),
+        classnames_from="imagenet", synthetic="imagenet_a",
         layout="""imagenet-adversarial/
   imagenet-a/<wnid>/*.jpg             200 folders, 7,500 images (+ README.txt)
   classnames.txt                      (copy of imagenet/classnames.txt)"""),
-    DatasetManifest(
-        "ImageNetR", "imagenet_r", "imagenet-rendition", 200, None, None, 30_000,
-        image_dir="imagenet-r", split_json=None, test_only=True, class_list="imagenet_r_wnids.txt",
+    DatasetSpec(
+        "ImageNetR", "imagenet_r", "imagenet-rendition", num_classes=200, train=None, val=None, test=30_000,
+        image_dir="imagenet-r", split_file=None, test_only=True, class_list="imagenet_r_wnids.txt",
         required=("imagenet-r/", "classnames.txt"),
         sources=(
             Source("imagenet-r.tar", url="https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar",
@@ -302,29 +315,18 @@ _MANIFESTS: tuple[DatasetManifest, ...] = (
                    note="download link from the project README (not in CoOp's list)"),
             CLASSNAMES,
         ),
+        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
+        prepare=(PrepareStep(("imagenet-r/",), ("imagenet-r.tar",), "extract", ("imagenet-r",)),
+                 PrepareStep(("classnames.txt",), (), "classnames")),
+        classnames_from="imagenet", synthetic="imagenet_r",
         layout="""imagenet-rendition/
   imagenet-r/<wnid>/*.jpg             200 folders, 30,000 images (+ README.txt)
   classnames.txt                      (copy of imagenet/classnames.txt)"""),
+    DatasetSpec(
+        world.DATASET_NAME, "demo", world.FOLDER, loader="mmrl.datasets.demo:Demo", image_dir="images",
+        split_file=world.SPLIT_FILE, required=("images/", world.SPLIT_FILE), template=world.TEMPLATE,
+        builtin_demo=True,
+        layout=f"""{world.FOLDER}/   (generated by mmrl.demo.world.ensure_demo_dataset)
+  images/<colour>_<pattern>_<shape>/<n>.png
+  {world.SPLIT_FILE}"""),
 )
-
-MANIFESTS: dict[str, DatasetManifest] = {m.name: m for m in _MANIFESTS}
-
-
-def _keys(m: DatasetManifest) -> tuple[str, ...]:
-    return (m.name, m.stem, m.folder, *m.aliases)
-
-
-def get_manifest(name: str) -> DatasetManifest:
-    """Look up by NAME, stem, folder or alias (case-insensitive); unknown names suggest the closest."""
-    key = str(name).strip()
-    table = {k.lower(): m for m in _MANIFESTS for k in _keys(m)}
-    hit = table.get(key.lower())
-    if hit is not None:
-        return hit
-    close = difflib.get_close_matches(key.lower(), list(table), n=1, cutoff=0.5)
-    hint = f" Did you mean {table[close[0]].stem!r}?" if close else ""
-    raise DatasetError(f"Unknown dataset {key!r}.{hint} Known: {', '.join(m.stem for m in _MANIFESTS)}.")
-
-
-def all_manifests() -> list[DatasetManifest]:
-    return list(_MANIFESTS)
