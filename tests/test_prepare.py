@@ -422,3 +422,9 @@ def test_unreachable_mirror_names_url_and_destination(tmp_path):
         _prepare("eurosat", root, f"http://127.0.0.1:{port}")
     msg = str(e.value)
     assert f"http://127.0.0.1:{port}/EuroSAT.zip" in msg and str(root / ".mmrl-downloads/EuroSAT.zip") in msg
+
+
+def test_a_dataset_without_prepare_steps_is_refused_by_name(tmp_path):
+    with pytest.raises(DatasetError, match="Demo has nothing to download: it is generated on first use"):
+        prepare_dataset("demo", tmp_path)
+    assert list(tmp_path.iterdir()) == []

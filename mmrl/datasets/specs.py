@@ -26,6 +26,21 @@ _OX = "https://www.robots.ox.ac.uk/~vgg/data"
 _CARS_PAGE = "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (offline; look for a mirror of the same files)"
 _SUN_PAGE = "https://vision.princeton.edu/projects/2010/SUN/ (offline; look for a mirror of the same files)"
 
+def _imagenet_variant(name: str, stem: str, folder: str, classes: int, test: int, image_dir: str,
+                      class_list: str, archive: Source, images_line: str) -> DatasetSpec:
+    """A test-only ImageNet variant: ``<image_dir>/<wnid>/*`` plus a copy of ImageNet's classnames.txt."""
+    return DatasetSpec(
+        name, stem, folder, num_classes=classes, test=test, image_dir=image_dir, test_only=True,
+        class_list=class_list, required=(f"{image_dir}/", "classnames.txt"), sources=(archive, CLASSNAMES),
+        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
+        prepare=(PrepareStep((f"{image_dir}/",), (archive.file,), "extract", (image_dir,)),
+                 PrepareStep(("classnames.txt",), (), "classnames")),
+        classnames_from="imagenet", synthetic=stem,
+        layout=f"""{folder}/
+  {images_line}
+  classnames.txt                      (copy of imagenet/classnames.txt)""")
+
+
 SPECS: tuple[DatasetSpec, ...] = (
     DatasetSpec(
         "ImageNet", "imagenet", "imagenet", num_classes=1000, train=1_281_167, val=None, test=50_000,
@@ -271,57 +286,24 @@ SPECS: tuple[DatasetSpec, ...] = (
         layout="""imagenetv2/
   imagenetv2-matched-frequency-format-val/<0..999>/*.jpeg   10,000 images
   classnames.txt                      (copy of imagenet/classnames.txt)"""),
-    DatasetSpec(
-        "ImageNetSketch", "imagenet_sketch", "imagenet-sketch", num_classes=1000, train=None, val=None, test=50_889,
-        image_dir="images", split_file=None, test_only=True, class_list="imagenet_wnids.txt",
-        required=("images/", "classnames.txt"),
-        sources=(
-            Source("ImageNet-Sketch.zip", page="https://github.com/HaohanWang/ImageNet-Sketch",
-                   note="no stable direct link is recorded; get the zip from the project page "
-                        "(its top folder, e.g. sketch/, becomes images/)"),
-            CLASSNAMES,
-        ),
-        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
-        prepare=(PrepareStep(("images/",), ("ImageNet-Sketch.zip",), "extract", ("images",)),
-                 PrepareStep(("classnames.txt",), (), "classnames")),
-        classnames_from="imagenet", synthetic="imagenet_sketch",
-        layout="""imagenet-sketch/
-  images/<wnid>/*.JPEG                1000 folders, 50,889 images (rename the extracted folder to images/)
-  classnames.txt                      (copy of imagenet/classnames.txt)"""),
-    DatasetSpec(
-        "ImageNetA", "imagenet_a", "imagenet-adversarial", num_classes=200, train=None, val=None, test=7500,
-        image_dir="imagenet-a", split_file=None, test_only=True, class_list="imagenet_a_wnids.txt",
-        required=("imagenet-a/", "classnames.txt"),
-        sources=(
-            Source("imagenet-a.tar", url="https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar",
-                   page="https://github.com/hendrycks/natural-adv-examples",
-                   note="download link from the project README (not in CoOp's list)"),
-            CLASSNAMES,
-        ),
-        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
-        prepare=(PrepareStep(("imagenet-a/",), ("imagenet-a.tar",), "extract", ("imagenet-a",)),
-                 PrepareStep(("classnames.txt",), (), "classnames")),
-        classnames_from="imagenet", synthetic="imagenet_a",
-        layout="""imagenet-adversarial/
-  imagenet-a/<wnid>/*.jpg             200 folders, 7,500 images (+ README.txt)
-  classnames.txt                      (copy of imagenet/classnames.txt)"""),
-    DatasetSpec(
-        "ImageNetR", "imagenet_r", "imagenet-rendition", num_classes=200, train=None, val=None, test=30_000,
-        image_dir="imagenet-r", split_file=None, test_only=True, class_list="imagenet_r_wnids.txt",
-        required=("imagenet-r/", "classnames.txt"),
-        sources=(
-            Source("imagenet-r.tar", url="https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar",
-                   page="https://github.com/hendrycks/imagenet-r",
-                   note="download link from the project README (not in CoOp's list)"),
-            CLASSNAMES,
-        ),
-        loader="mmrl.datasets.imagenet:WnidFolderTestSet", benchmarks=("dg",),
-        prepare=(PrepareStep(("imagenet-r/",), ("imagenet-r.tar",), "extract", ("imagenet-r",)),
-                 PrepareStep(("classnames.txt",), (), "classnames")),
-        classnames_from="imagenet", synthetic="imagenet_r",
-        layout="""imagenet-rendition/
-  imagenet-r/<wnid>/*.jpg             200 folders, 30,000 images (+ README.txt)
-  classnames.txt                      (copy of imagenet/classnames.txt)"""),
+    _imagenet_variant(
+        "ImageNetSketch", "imagenet_sketch", "imagenet-sketch", 1000, 50_889, "images", "imagenet_wnids.txt",
+        Source("ImageNet-Sketch.zip", page="https://github.com/HaohanWang/ImageNet-Sketch",
+               note="no stable direct link is recorded; get the zip from the project page "
+                    "(its top folder, e.g. sketch/, becomes images/)"),
+        "images/<wnid>/*.JPEG                1000 folders, 50,889 images (rename the extracted folder to images/)"),
+    _imagenet_variant(
+        "ImageNetA", "imagenet_a", "imagenet-adversarial", 200, 7500, "imagenet-a", "imagenet_a_wnids.txt",
+        Source("imagenet-a.tar", url="https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar",
+               page="https://github.com/hendrycks/natural-adv-examples",
+               note="download link from the project README (not in CoOp's list)"),
+        "imagenet-a/<wnid>/*.jpg             200 folders, 7,500 images (+ README.txt)"),
+    _imagenet_variant(
+        "ImageNetR", "imagenet_r", "imagenet-rendition", 200, 30_000, "imagenet-r", "imagenet_r_wnids.txt",
+        Source("imagenet-r.tar", url="https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar",
+               page="https://github.com/hendrycks/imagenet-r",
+               note="download link from the project README (not in CoOp's list)"),
+        "imagenet-r/<wnid>/*.jpg             200 folders, 30,000 images (+ README.txt)"),
     DatasetSpec(
         world.DATASET_NAME, "demo", world.FOLDER, loader="mmrl.datasets.demo:Demo", image_dir="images",
         split_file=world.SPLIT_FILE, required=("images/", world.SPLIT_FILE), template=world.TEMPLATE,

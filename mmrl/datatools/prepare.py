@@ -290,6 +290,9 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = 
     ``val_labels``: ImageNet only, a file mapping val images to wnids (instead of the devkit).
     """
     m = get_spec(name)
+    if not m.prepare:
+        raise DatasetError(f"{m.name} has nothing to download: "
+                           + ("it is generated on first use." if m.builtin_demo else "its spec lists no prepare steps."))
     root_s = os.fspath(root)
     if not root_s:
         raise DatasetError("no data root: pass --root DIR or set DATA")

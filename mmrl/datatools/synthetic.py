@@ -388,14 +388,15 @@ def imagenet(ctx: _Ctx) -> None:
     _classnames_txt(ctx)
 
 
-def _wnid_test_set(image_subdir: str, wnid_list: str, file_name: Callable[[int], str], readme: bool):
+def _wnid_test_set(file_name: Callable[[int], str], readme: bool):
+    """A test-only variant: ``<image_dir>/<wnid>/`` folders for wnids of the spec's class list."""
     def write(ctx: _Ctx) -> None:
-        wnids = _spread(read_lines(wnid_list), ctx.n_classes or 6)
+        wnids = _spread(read_lines(ctx.spec.class_list), ctx.n_classes or 6)
         for lab, wnid in enumerate(wnids):
             for i in range(ctx.n_per_class):
-                ctx.image(ctx.dataset_dir / image_subdir / wnid / file_name(i), lab, len(wnids), i)
+                ctx.image(ctx.dataset_dir / ctx.spec.image_dir / wnid / file_name(i), lab, len(wnids), i)
         if readme:
-            _write_lines(ctx.dataset_dir / image_subdir / "README.txt", ["class folders are wnids"])
+            _write_lines(ctx.dataset_dir / ctx.spec.image_dir / "README.txt", ["class folders are wnids"])
         _classnames_txt(ctx)
     return write
 
@@ -410,9 +411,9 @@ def imagenetv2(ctx: _Ctx) -> None:
     _classnames_txt(ctx)
 
 
-WRITERS["imagenet_sketch"] = _wnid_test_set("images", "imagenet_wnids.txt", lambda i: f"sketch_{i + 1}.JPEG", False)
-WRITERS["imagenet_a"] = _wnid_test_set("imagenet-a", "imagenet_a_wnids.txt", lambda i: f"0.{i:06d}.jpg", True)
-WRITERS["imagenet_r"] = _wnid_test_set("imagenet-r", "imagenet_r_wnids.txt", lambda i: f"art_{i + 1}.jpg", True)
+WRITERS["imagenet_sketch"] = _wnid_test_set(lambda i: f"sketch_{i + 1}.JPEG", readme=False)
+WRITERS["imagenet_a"] = _wnid_test_set(lambda i: f"0.{i:06d}.jpg", readme=True)
+WRITERS["imagenet_r"] = _wnid_test_set(lambda i: f"art_{i + 1}.jpg", readme=True)
 
 
 def write_synthetic_dataset(name_or_stem: str, root: str | os.PathLike, *, n_classes: int | None = None,
