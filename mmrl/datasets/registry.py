@@ -55,7 +55,8 @@ def get_spec(key: str, *, exact_case: bool = False) -> DatasetSpec:
         raise DatasetError(f"Unknown dataset {key!r}; did you mean {spec.name!r}? (names are case-sensitive)")
     close = difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.0)
     hint = f" Did you mean {lower[close[0]].name!r}?" if close else ""
-    raise DatasetError(f"Unknown dataset {key!r}.{hint} Registered: {', '.join(sorted(s.name for s in _SPECS.values()))}.")
+    known = ", ".join(sorted(s.name for s in _SPECS.values()))
+    raise DatasetError(f"Unknown dataset {key!r}.{hint} Registered: {known}.")
 
 
 def registered() -> dict[str, DatasetSpec]:

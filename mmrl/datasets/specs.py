@@ -11,8 +11,16 @@ from mmrl.datasets.spec import DatasetSpec, PrepareStep, Source
 from mmrl.demo import world
 
 
-def _split_step(split_file: str) -> PrepareStep:
-    return PrepareStep((split_file,), (split_file,), "place")
+def _split_json(name: str, stem: str, folder: str, *, split_id: str, sources: tuple[Source, ...],
+                prepare: tuple[PrepareStep, ...], image_dir: str = "images", required: tuple[str, ...] = (),
+                **facts) -> DatasetSpec:
+    """A B2N / FS / CD dataset with CoOp's split file ``split_zhou_<NAME>.json`` (on Google Drive as
+    ``split_id``): needed to load, fetched and placed by prepare's last step."""
+    split = f"split_zhou_{name}.json"
+    return DatasetSpec(
+        name, stem, folder, image_dir=image_dir, split_file=split, benchmarks=("b2n", "fs", "cd"),
+        required=(*(required or (f"{image_dir}/",)), split), sources=(*sources, _drive(split, split_id)),
+        prepare=(*prepare, PrepareStep((split,), (split,), "place")), **facts)
 
 
 def _drive(file: str, gid: str, note: str = "") -> Source:
@@ -66,47 +74,41 @@ SPECS: tuple[DatasetSpec, ...] = (
   classnames.txt                      <wnid> <class name> per line (1000 lines)
   images/train/<wnid>/*.JPEG          1000 folders, 1,281,167 images
   images/val/<wnid>/*.JPEG            1000 folders, 50,000 images (sorted by wnid)"""),
-    DatasetSpec(
+    _split_json(
         "Caltech101", "caltech101", "caltech-101", num_classes=100, train=4128, val=1649, test=2465,
-        image_dir="101_ObjectCategories", split_file="split_zhou_Caltech101.json",
-        required=("101_ObjectCategories/", "split_zhou_Caltech101.json"),
+        image_dir="101_ObjectCategories",
         sources=(
             Source("101_ObjectCategories.tar.gz",
                    url="http://www.vision.caltech.edu/Image_Datasets/Caltech101/101_ObjectCategories.tar.gz",
                    note="the host has moved since CoOp; if it fails, fetch the same archive from data.caltech.edu"),
-            _drive("split_zhou_Caltech101.json", "1hyarUivQE36mY6jSomru6Fjd-JzwcCzN"),
         ),
-        loader="mmrl.datasets.caltech101:Caltech101", benchmarks=("b2n", "fs", "cd"),
+        loader="mmrl.datasets.caltech101:Caltech101", split_id="1hyarUivQE36mY6jSomru6Fjd-JzwcCzN",
         prepare=(PrepareStep(("101_ObjectCategories/",), ("101_ObjectCategories.tar.gz",), "extract",
-                             ("101_ObjectCategories",)),
-                 _split_step("split_zhou_Caltech101.json")),
+                             ("101_ObjectCategories",)),),
         synthetic="caltech101",
         layout="""caltech-101/
   101_ObjectCategories/<category>/image_XXXX.jpg
   split_zhou_Caltech101.json"""),
-    DatasetSpec(
+    _split_json(
         "OxfordPets", "oxford_pets", "oxford_pets", num_classes=37, train=2944, val=736, test=3669,
-        image_dir="images", split_file="split_zhou_OxfordPets.json",
-        required=("images/", "split_zhou_OxfordPets.json"),
+        image_dir="images",
         raw=("annotations/trainval.txt", "annotations/test.txt"),
         sources=(
             Source("images.tar.gz", url=f"{_OX}/pets/data/images.tar.gz"),
             Source("annotations.tar.gz", url=f"{_OX}/pets/data/annotations.tar.gz"),
-            _drive("split_zhou_OxfordPets.json", "1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs"),
         ),
-        loader="mmrl.datasets.oxford_pets:OxfordPets", benchmarks=("b2n", "fs", "cd"),
+        loader="mmrl.datasets.oxford_pets:OxfordPets", split_id="1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs",
         prepare=(PrepareStep(("images/",), ("images.tar.gz",), "extract", ("images",)),
-                 PrepareStep(("annotations/",), ("annotations.tar.gz",), "extract", ("annotations",), optional=True),
-                 _split_step("split_zhou_OxfordPets.json")),
+                 PrepareStep(("annotations/",), ("annotations.tar.gz",), "extract", ("annotations",), optional=True)),
         synthetic="oxford_pets",
         layout="""oxford_pets/
   images/<Breed_Name>_<n>.jpg
   annotations/trainval.txt, annotations/test.txt
   split_zhou_OxfordPets.json"""),
-    DatasetSpec(
+    _split_json(
         "StanfordCars", "stanford_cars", "stanford_cars", num_classes=196, train=6509, val=1635, test=8041,
-        image_dir="", split_prefix="", split_file="split_zhou_StanfordCars.json",
-        required=("cars_train/", "cars_test/", "split_zhou_StanfordCars.json"),
+        image_dir="", split_prefix="",
+        required=("cars_train/", "cars_test/",),
         raw=("devkit/cars_train_annos.mat", "devkit/cars_meta.mat", "cars_test_annos_withlabels.mat"),
         sources=(
             Source("cars_train.tgz", url="http://ai.stanford.edu/~jkrause/car196/cars_train.tgz", dead=True,
@@ -118,15 +120,13 @@ SPECS: tuple[DatasetSpec, ...] = (
             Source("cars_test_annos_withlabels.mat",
                    url="http://ai.stanford.edu/~jkrause/car196/cars_test_annos_withlabels.mat", dead=True,
                    page=_CARS_PAGE),
-            _drive("split_zhou_StanfordCars.json", "1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT"),
         ),
-        loader="mmrl.datasets.stanford_cars:StanfordCars", benchmarks=("b2n", "fs", "cd"),
+        loader="mmrl.datasets.stanford_cars:StanfordCars", split_id="1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT",
         prepare=(PrepareStep(("cars_train/",), ("cars_train.tgz",), "extract", ("cars_train",)),
                  PrepareStep(("cars_test/",), ("cars_test.tgz",), "extract", ("cars_test",)),
                  PrepareStep(("devkit/",), ("car_devkit.tgz",), "extract", ("devkit",), optional=True),
                  PrepareStep(("cars_test_annos_withlabels.mat",), ("cars_test_annos_withlabels.mat",), "place",
-                             optional=True),
-                 _split_step("split_zhou_StanfordCars.json")),
+                             optional=True)),
         synthetic="stanford_cars",
         layout="""stanford_cars/
   cars_train/00001.jpg ...            8,144 images
@@ -134,42 +134,36 @@ SPECS: tuple[DatasetSpec, ...] = (
   devkit/cars_train_annos.mat, devkit/cars_meta.mat
   cars_test_annos_withlabels.mat
   split_zhou_StanfordCars.json        (paths start with cars_train/ or cars_test/)"""),
-    DatasetSpec(
+    _split_json(
         "OxfordFlowers", "oxford_flowers", "oxford_flowers", num_classes=102, train=4093, val=1633, test=2463,
-        image_dir="jpg", split_file="split_zhou_OxfordFlowers.json",
-        required=("jpg/", "split_zhou_OxfordFlowers.json"),
+        image_dir="jpg",
         raw=("imagelabels.mat", "cat_to_name.json"),
         sources=(
             Source("102flowers.tgz", url=f"{_OX}/flowers/102/102flowers.tgz"),
             Source("imagelabels.mat", url=f"{_OX}/flowers/102/imagelabels.mat"),
             _drive("cat_to_name.json", "1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0"),
-            _drive("split_zhou_OxfordFlowers.json", "1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT"),
         ),
-        loader="mmrl.datasets.oxford_flowers:OxfordFlowers", benchmarks=("b2n", "fs", "cd"),
+        loader="mmrl.datasets.oxford_flowers:OxfordFlowers", split_id="1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT",
         prepare=(PrepareStep(("jpg/",), ("102flowers.tgz",), "extract", ("jpg",)),
                  PrepareStep(("imagelabels.mat",), ("imagelabels.mat",), "place", optional=True),
-                 PrepareStep(("cat_to_name.json",), ("cat_to_name.json",), "place", optional=True),
-                 _split_step("split_zhou_OxfordFlowers.json")),
+                 PrepareStep(("cat_to_name.json",), ("cat_to_name.json",), "place", optional=True)),
         synthetic="oxford_flowers",
         layout="""oxford_flowers/
   jpg/image_00001.jpg ...             8,189 images
   imagelabels.mat, cat_to_name.json
   split_zhou_OxfordFlowers.json""",
         aliases=("Flowers102",)),
-    DatasetSpec(
+    _split_json(
         "Food101", "food101", "food-101", num_classes=101, train=50_500, val=20_200, test=30_300,
-        image_dir="images", split_file="split_zhou_Food101.json",
-        required=("images/", "split_zhou_Food101.json"),
+        image_dir="images",
         sources=(
             Source("food-101.tar.gz", url="http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
                    page="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
                    note="extracted directly under the data root (it contains food-101/)"),
-            _drive("split_zhou_Food101.json", "1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl"),
         ),
         # meta/ (the official train/test lists) is ignored, as in the reference: the generic loader
-        benchmarks=("b2n", "fs", "cd"),
-        prepare=(PrepareStep(("images/",), ("food-101.tar.gz",), "extract", ("food-101", True)),
-                 _split_step("split_zhou_Food101.json")),
+        split_id="1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl",
+        prepare=(PrepareStep(("images/",), ("food-101.tar.gz",), "extract", ("food-101", True)),),
         synthetic="food101",
         layout="""food-101/
   images/<class_name>/<id>.jpg        101 folders x 1,000 images
@@ -193,77 +187,65 @@ SPECS: tuple[DatasetSpec, ...] = (
   images/<id>.jpg
   variants.txt
   images_variant_train.txt, images_variant_val.txt, images_variant_test.txt"""),
-    DatasetSpec(
+    _split_json(
         "SUN397", "sun397", "sun397", num_classes=397, train=15_880, val=3970, test=19_850,
-        image_dir="SUN397", split_file="split_zhou_SUN397.json",
-        required=("SUN397/", "split_zhou_SUN397.json"),
+        image_dir="SUN397",
         raw=("ClassName.txt", "Training_01.txt", "Testing_01.txt"),
         sources=(
             Source("SUN397.tar.gz", url="http://vision.princeton.edu/projects/2010/SUN/SUN397.tar.gz", dead=True,
                    page=_SUN_PAGE),
             Source("Partitions.zip", url="https://vision.princeton.edu/projects/2010/SUN/download/Partitions.zip",
                    dead=True, page=_SUN_PAGE),
-            _drive("split_zhou_SUN397.json", "1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq"),
         ),
-        loader="mmrl.datasets.sun397:SUN397", benchmarks=("b2n", "fs", "cd"),
+        loader="mmrl.datasets.sun397:SUN397", split_id="1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq",
         prepare=(PrepareStep(("SUN397/",), ("SUN397.tar.gz",), "extract", ("SUN397",)),
                  PrepareStep(("ClassName.txt", "Training_01.txt", "Testing_01.txt"), ("Partitions.zip",),
-                             "extract_flat", ("ClassName.txt", "Training_01.txt", "Testing_01.txt"), optional=True),
-                 _split_step("split_zhou_SUN397.json")),
+                             "extract_flat", ("ClassName.txt", "Training_01.txt", "Testing_01.txt"), optional=True)),
         synthetic="sun397",
         layout="""sun397/
   SUN397/<letter>/<name>[/<sub>]/sun_*.jpg
   ClassName.txt, Training_01.txt, Testing_01.txt     (from Partitions.zip)
   split_zhou_SUN397.json"""),
-    DatasetSpec(
+    _split_json(
         "DescribableTextures", "dtd", "dtd", num_classes=47, train=2820, val=1128, test=1692,
-        image_dir="images", split_file="split_zhou_DescribableTextures.json",
-        required=("images/", "split_zhou_DescribableTextures.json"),
+        image_dir="images",
         sources=(
             Source("dtd-r1.0.1.tar.gz", url=f"{_OX}/dtd/download/dtd-r1.0.1.tar.gz",
                    note="extracted under the data root (it contains dtd/)"),
-            _drive("split_zhou_DescribableTextures.json", "1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x"),
         ),
         # the official labels/ splits and imdb/ are ignored (protocol): the generic loader
-        benchmarks=("b2n", "fs", "cd"),
-        prepare=(PrepareStep(("images/",), ("dtd-r1.0.1.tar.gz",), "extract", ("dtd", True)),
-                 _split_step("split_zhou_DescribableTextures.json")),
+        split_id="1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x",
+        prepare=(PrepareStep(("images/",), ("dtd-r1.0.1.tar.gz",), "extract", ("dtd", True)),),
         synthetic="dtd",
         layout="""dtd/
   images/<texture>/<texture>_XXXX.jpg 47 folders x 120 images
   split_zhou_DescribableTextures.json""",
         aliases=("DTD",)),
-    DatasetSpec(
+    _split_json(
         "EuroSAT", "eurosat", "eurosat", num_classes=10, train=13_500, val=5400, test=8100,
-        image_dir="2750", split_file="split_zhou_EuroSAT.json",
-        required=("2750/", "split_zhou_EuroSAT.json"),
+        image_dir="2750",
         sources=(
             Source("EuroSAT.zip", url="http://madm.dfki.de/files/sentinel/EuroSAT.zip",
                    note="extracted into eurosat/ (gives 2750/); the host may have moved"),
-            _drive("split_zhou_EuroSAT.json", "1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o"),
         ),
-        loader="mmrl.datasets.eurosat:EuroSAT", benchmarks=("b2n", "fs", "cd"),
-        prepare=(PrepareStep(("2750/",), ("EuroSAT.zip",), "extract", ("2750",)),
-                 _split_step("split_zhou_EuroSAT.json")),
+        loader="mmrl.datasets.eurosat:EuroSAT", split_id="1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o",
+        prepare=(PrepareStep(("2750/",), ("EuroSAT.zip",), "extract", ("2750",)),),
         synthetic="eurosat",
         layout="""eurosat/
   2750/<ClassFolder>/<ClassFolder>_<n>.jpg   10 folders, 27,000 images
   split_zhou_EuroSAT.json"""),
-    DatasetSpec(
+    _split_json(
         "UCF101", "ucf101", "ucf101", num_classes=101, train=7639, val=1898, test=3783,
-        image_dir="UCF-101-midframes", split_file="split_zhou_UCF101.json",
-        required=("UCF-101-midframes/", "split_zhou_UCF101.json"),
+        image_dir="UCF-101-midframes",
         raw=("ucfTrainTestlist/classInd.txt", "ucfTrainTestlist/trainlist01.txt",
              "ucfTrainTestlist/testlist01.txt"),
         sources=(
             _drive("UCF-101-midframes.zip", "10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O",
                    note="middle frame of every video, prepared by the CoOp authors"),
-            _drive("split_zhou_UCF101.json", "1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y"),
         ),
-        loader="mmrl.datasets.ucf101:UCF101", benchmarks=("b2n", "fs", "cd"),
+        loader="mmrl.datasets.ucf101:UCF101", split_id="1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y",
         prepare=(PrepareStep(("UCF-101-midframes/",), ("UCF-101-midframes.zip",), "extract", ("UCF-101-midframes",)),
-                 PrepareStep(("UCF-101-midframes/",), (), "midframes_from_videos", option="videos"),
-                 _split_step("split_zhou_UCF101.json")),
+                 PrepareStep(("UCF-101-midframes/",), (), "midframes_from_videos", option="videos")),
         synthetic="ucf101",
         layout="""ucf101/
   UCF-101-midframes/<Renamed_Action>/<video stem>.jpg   e.g. Apply_Eye_Makeup/v_ApplyEyeMakeup_g08_c01.jpg

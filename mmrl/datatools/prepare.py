@@ -291,8 +291,8 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = 
     """
     m = get_spec(name)
     if not m.prepare:
-        raise DatasetError(f"{m.name} has nothing to download: "
-                           + ("it is generated on first use." if m.builtin_demo else "its spec lists no prepare steps."))
+        why = "it is generated on first use" if m.builtin_demo else "its spec lists no prepare steps"
+        raise DatasetError(f"{m.name} has nothing to download: {why}.")
     root_s = os.fspath(root)
     if not root_s:
         raise DatasetError("no data root: pass --root DIR or set DATA")
