@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
-    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.datatools.synthetic import write_synthetic_dataset
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -119,7 +119,7 @@ def main() -> None:
     from mmrl.data.testcache import build_cached_test_loader
     from mmrl.data.transforms import build_test_transform
     from mmrl.datasets import build_dataset
-    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.datatools.synthetic import write_synthetic_dataset
     from mmrl.engine.multi_eval import evaluate_together
 
     with tempfile.TemporaryDirectory() as tmp:

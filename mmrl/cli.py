@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from mmrl.datasets import cli_data
+from mmrl.datatools import cli as data_cli
 from mmrl.errors import ConfigError, MMRLError
 from mmrl.results import cli as results_cli
 from mmrl.sweep import cli as sweep_cli
@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fewshot-dir", default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_data_show)
-    cli_data.register_verify(dsub)
-    cli_data.register_prepare(dsub)
+    data_cli.register_verify(dsub)
+    data_cli.register_prepare(dsub)
 
     w = sub.add_parser("weights", help="CLIP weights: fetch and verify, or print where they go")
     w.add_argument("action", choices=["fetch", "where"])

@@ -11,7 +11,7 @@ FAST = ["MODEL.BACKBONE.NAME", "tiny-test", "DATALOADER.NUM_WORKERS", "0", "DATA
 
 
 def write_eurosat(tmp_path_factory):
-    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.datatools.synthetic import write_synthetic_dataset
     root = tmp_path_factory.mktemp("data")
     write_synthetic_dataset("eurosat", root, n_per_class=20)
     return root

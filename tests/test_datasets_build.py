@@ -10,7 +10,7 @@ from mmrl.data.fewshot import generate_fewshot
 from mmrl.data.items import Item
 from mmrl.data.splits import read_split, split_folders
 from mmrl.datasets import build_dataset
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.errors import DatasetError
 
 

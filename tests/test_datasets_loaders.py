@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from mmrl.datasets import build_dataset, get_dataset_class
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.errors import ConfigError
 
 SPLIT_COUNTS = {"folder": (16, 6, 10), "trainval": (18, 4, 10)}   # per class, n_per_class = 32

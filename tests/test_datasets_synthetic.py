@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat
 
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 
 
 def _digest(folder):

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mmrl.demo import pretrain, weights, world
+from mmrl.clip import demo_weights as weights
+from mmrl.demo import pretrain, world
 from mmrl.errors import WeightsError
 
 

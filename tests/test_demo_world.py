@@ -129,7 +129,8 @@ def test_demo_dataset_is_registered_and_builds_base_and_new(demo_dir, tmp_path):
 
 
 def test_demo_dataset_without_a_root_uses_the_cache(monkeypatch, tmp_path):
-    from mmrl.datasets.demo import Demo
+    from mmrl.datasets import get_dataset_class
+    Demo = get_dataset_class("demo")  # the loader class with its spec's facts
     made = []
     monkeypatch.setattr(world, "ensure_demo_dataset", lambda root=None: made.append(root) or tmp_path / "demo")
     ds = Demo("")

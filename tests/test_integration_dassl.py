@@ -146,7 +146,7 @@ def dassl_test_logits(trainer):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.datatools.synthetic import write_synthetic_dataset
     root = tmp_path_factory.mktemp("data")
     write_synthetic_dataset("eurosat", root, n_per_class=20)
     return root

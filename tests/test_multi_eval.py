@@ -5,7 +5,7 @@ import torch
 from mmrl.data.loaders import build_test_loader
 from mmrl.data.transforms import build_test_transform
 from mmrl.datasets import build_dataset
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.engine.multi_eval import accuracy, evaluate_together, prefix_groups
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
 from mmrl.models.prompts import Prompts

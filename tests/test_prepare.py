@@ -18,12 +18,11 @@ import pytest
 import scipy.io
 
 from mmrl.cli import main
-from mmrl.datasets import prepare as prep
-from mmrl.datasets.manifest import get_manifest
-from mmrl.datasets.prepare import prepare_dataset, read_val_labels
-from mmrl.datasets.registry import get_dataset_class
-from mmrl.datasets.synthetic import write_synthetic_dataset
-from mmrl.datasets.verify import verify_dataset
+from mmrl.datatools import prepare as prep
+from mmrl.datatools.prepare import prepare_dataset, read_val_labels
+from mmrl.datasets.registry import get_dataset_class, get_spec
+from mmrl.datatools.synthetic import write_synthetic_dataset
+from mmrl.datatools.verify import verify_dataset
 from mmrl.errors import DatasetError, MMRLError
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -397,8 +396,8 @@ def test_other_datasets_from_a_local_mirror(tmp_path, stem):
     r = _prepare(stem, root, str(mirror))
     assert r.status == "complete", r.manual
     _same_as_source(stem, root, tmp_path)
-    for raw in get_manifest(stem).raw:
-        assert (root / get_manifest(stem).folder / raw).exists(), raw
+    for raw in get_spec(stem).raw:
+        assert (root / get_spec(stem).folder / raw).exists(), raw
 
 
 def test_sun397_and_sketch_without_files_print_manual_steps(tmp_path, www):
@@ -424,3 +423,9 @@ def test_unreachable_mirror_names_url_and_destination(tmp_path):
         _prepare("eurosat", root, f"http://127.0.0.1:{port}")
     msg = str(e.value)
     assert f"http://127.0.0.1:{port}/EuroSAT.zip" in msg and str(root / ".mmrl-downloads/EuroSAT.zip") in msg
+
+
+def test_a_dataset_without_prepare_steps_is_refused_by_name(tmp_path):
+    with pytest.raises(DatasetError, match="Demo has nothing to download: it is generated on first use"):
+        prepare_dataset("demo", tmp_path)
+    assert list(tmp_path.iterdir()) == []

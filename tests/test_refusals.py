@@ -273,7 +273,7 @@ def test_closed_stdout_is_not_a_traceback(tmp_path, entry):
         (tmp_path / "run").mkdir()
         from mmrl.config import config_hash, resolve_config
         from mmrl.engine.args import parse_run_args
-        from mmrl.engine.records import run_identity, write_record
+        from mmrl.engine.rundir import run_identity, write_record
         ra = parse_run_args(["--no-train", *args])
         write_record(tmp_path / "run", {"status": "complete",
                                         "config_hash": config_hash(resolve_config(ra).cfg, run_identity(ra))})
@@ -286,7 +286,7 @@ def test_closed_stdout_is_not_a_traceback(tmp_path, entry):
 
 
 def test_records_written_by_us_round_trip(tmp_path):
-    from mmrl.engine.records import read_record
+    from mmrl.engine.rundir import read_record
     assert read_record(tmp_path) is None
     (tmp_path / "record.json").write_text(json.dumps({"status": "complete"}))
     assert read_record(tmp_path) == {"status": "complete"}
@@ -321,19 +321,38 @@ def test_no_train_run_is_not_the_trained_run(data_root, tmp_path, capsys):
 
 
 def test_record_from_a_newer_schema_is_refused(tmp_path):
-    from mmrl.engine.records import read_record
+    from mmrl.engine.rundir import read_record
     from mmrl.errors import RecordError
     (tmp_path / "record.json").write_text(json.dumps({"schema": 99, "status": "complete"}))
     with pytest.raises(RecordError, match="schema 99"):
         read_record(tmp_path)
 
 
+def test_one_lock_per_run_held_by_a_sweep_is_adopted_by_its_train_py(data_root, tmp_path, monkeypatch, capsys):
+    """A run whose lock another process holds is refused (exit 4); the process the holder
+    starts with the lock handed down (a sweep's train.py) adopts it, and leaves it held."""
+    from mmrl.engine.rundir import RunLock, handoff_env, is_locked
+    out = tmp_path / "run"
+    held = RunLock(out)
+    assert held.acquire()
+    try:
+        assert run_main(argv(data_root, out, "--no-train", epochs=1)) == 4
+        assert "another process is running" in capsys.readouterr().err and not (out / "record.json").exists()
+        monkeypatch.setenv(*handoff_env([held]).popitem())
+        assert run_main(argv(data_root, out, "--no-train", epochs=1)) == 0
+        assert record(out)["status"] == "complete" and is_locked(out)
+    finally:
+        held.release()
+    assert not is_locked(out) and sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "fewshot", "run"]
+
+
 def test_lock_path_taken_by_something_else_is_named(data_root, tmp_path, capsys):
     out = tmp_path / "run"
-    (out / ".run.lock").mkdir(parents=True)
+    from mmrl.engine.rundir import lock_path
+    lock_path(out).mkdir(parents=True)
     assert run_main(argv(data_root, out, epochs=1)) == 2
     err = capsys.readouterr().err
-    assert f"cannot open the run's lock file {out / '.run.lock'}" in err and "Traceback" not in err
+    assert f"cannot open the run's lock file {lock_path(out)}" in err and "Traceback" not in err
 
 
 def test_unreadable_yaml_is_named(tmp_path, capsys):
@@ -357,7 +376,7 @@ def test_eval_many_jobs_file_and_missing_paths_are_named(tmp_path, capsys):
 
 def test_table_save_to_a_folder_is_named(tmp_path, capsys):
     from mmrl.cli import main as cli_main
-    from mmrl.engine.records import write_record
+    from mmrl.engine.rundir import write_record
     from mmrl.sweep.plan import expand
     out = str(tmp_path / "output")
     for job in expand("b2n", trainers=["MMRL"], datasets=["eurosat"], seeds=[1], root="", output=out):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from mmrl.engine.records import write_record
+from mmrl.engine.rundir import write_record
 from mmrl.sweep.plan import expand
 
 

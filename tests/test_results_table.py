@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrl.engine.records import write_record
+from mmrl.engine.rundir import write_record
 from mmrl.errors import IncompleteResults
 from mmrl.results.aggregate import AVERAGE, build_report, hm
 from mmrl.results.render import build_grid, to_csv, to_latex, to_markdown

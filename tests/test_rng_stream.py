@@ -24,7 +24,7 @@ from mmrl.clip import backbone
 from mmrl.data.testcache import prepare_test_cache
 from mmrl.data.transforms import build_test_transform
 from mmrl.datasets import build_dataset
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.engine.run import main as run_main
 from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, MultiModalRepresentationLearner

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.datatools.synthetic import write_synthetic_dataset
     root = tmp_path_factory.mktemp("data")
     for stem in ("eurosat", "imagenet", "imagenet_a"):
         write_synthetic_dataset(stem, root, n_per_class=20)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mmrl.engine.records import read_record, write_record
+from mmrl.engine.rundir import read_record, write_record
 from mmrl.errors import RunError
 from mmrl.sweep.dataroot import resolve_data_root
 from mmrl.sweep.executors import run_gpu_pool, run_local
-from mmrl.sweep.lock import RunLock, is_locked
+from mmrl.engine.rundir import RunLock, find_checkpoint, is_locked, lock_path
 from mmrl.sweep.plan import expand
 from mmrl.sweep.runner import CommandRunner, run_job
 from mmrl.sweep.state import inspect
@@ -102,6 +102,20 @@ def test_eval_is_stale_once_its_training_was_rerun(out):
     assert inspect(test).state == "complete"
 
 
+def test_eval_staleness_checks_the_checkpoint_the_engine_loads(out):
+    """Without a ``checkpoint`` file the engine loads the highest epoch, whatever the mtimes:
+    an older epoch touched later must not make the evaluation look stale."""
+    train, test = b2n(out)
+    run_local([train, test], FakeRunner())
+    folder = Path(train.run_dir) / "MultiModalRepresentationLearner"
+    (folder / "checkpoint").unlink()
+    (folder / "model.pth.tar-0").write_bytes(b"an older epoch, written last")
+    assert find_checkpoint(train.run_dir).name == "model.pth.tar-1"
+    assert inspect(test).state == "complete"
+    (folder / "model-best.pth.tar").write_bytes(b"the engine prefers model-best")
+    assert inspect(test).state == "stale"
+
+
 def test_eval_without_checkpoint_hash_falls_back_to_finish_times(out):
     train, test = b2n(out)
     run_local([train, test], FakeRunner())
@@ -141,9 +155,9 @@ def test_lock_keeps_a_second_sweep_off_a_running_job(out):
     finally:
         held.release()
     assert not is_locked(train.run_dir)
-    # a train.py started by hand holds the engine's lock inside the run dir: also "running"
+    # a train.py started by hand holds the same lock, whoever opens it: also "running"
     Path(train.run_dir).mkdir(parents=True)
-    engine = os.open(Path(train.run_dir) / ".run.lock", os.O_RDWR | os.O_CREAT)
+    engine = os.open(lock_path(train.run_dir), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(engine, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert inspect(train).state == "running" and run_job(train, FakeRunner()).action == "elsewhere"

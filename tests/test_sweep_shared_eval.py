@@ -35,7 +35,7 @@ def test_shared_pass_runs_when_eval_dirs_do_not_exist_yet(tmp_path):
     import json
     from pathlib import Path
 
-    from mmrl.datasets.synthetic import write_synthetic_dataset
+    from mmrl.datatools.synthetic import write_synthetic_dataset
     from mmrl.engine.run import main as run_main
     from mmrl.sweep.runner import CommandRunner, run_jobs_together
     repo = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mmrl.engine.args import parse_run_args
-from mmrl.engine.records import expected_hash, write_record
+from mmrl.engine.rundir import expected_hash, write_record
 
 MODEL = "MultiModalRepresentationLearner"
 

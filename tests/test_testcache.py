@@ -11,7 +11,7 @@ from mmrl.data import loaders, testcache
 from mmrl.data.testcache import build_cached_test_loader, prepare_test_cache, resolve_cache_dir
 from mmrl.data.transforms import build_test_transform, build_train_transform
 from mmrl.datasets import build_dataset
-from mmrl.datasets.synthetic import write_synthetic_dataset
+from mmrl.datatools.synthetic import write_synthetic_dataset
 from fixtures_data import mmrl_cfg
 
 

@@ -1,4 +1,4 @@
-"""`mmrl data verify` on synthetic copies of the real layouts (mmrl.datasets.synthetic)."""
+"""`mmrl data verify` on synthetic copies of the real layouts (mmrl.datatools.synthetic)."""
 from __future__ import annotations
 
 import json
@@ -7,12 +7,13 @@ import shutil
 import pytest
 
 from mmrl.cli import main
-from mmrl.datasets.manifest import all_manifests, get_manifest
-from mmrl.datasets.synthetic import write_synthetic_dataset
-from mmrl.datasets.verify import check_image, verify_all, verify_dataset
+from mmrl.datasets.registry import get_spec
+from mmrl.datasets.specs import SPECS
+from mmrl.datatools.synthetic import write_synthetic_dataset
+from mmrl.datatools.verify import check_image, verify_all, verify_dataset
 from mmrl.errors import DatasetError
 
-STEMS = [m.stem for m in all_manifests()]
+STEMS = [m.stem for m in SPECS if not m.builtin_demo]
 
 
 def _synthetic(stem, root, **kw):
@@ -21,8 +22,8 @@ def _synthetic(stem, root, **kw):
 
 
 def _first_json_image(ddir, stem):
-    m = get_manifest(stem)
-    split = json.loads((ddir / m.split_json).read_text())
+    m = get_spec(stem)
+    split = json.loads((ddir / m.split_file).read_text())
     return ddir / m.prefix / split["train"][0][0]
 
 
@@ -75,7 +76,7 @@ def test_truncated_image_found_by_header_check_and_by_deep(tmp_path):
 
 
 def test_image_checks_in_a_process_pool(tmp_path, monkeypatch):
-    from mmrl.datasets import verify
+    from mmrl.datatools import verify
     ddir = _synthetic("eurosat", tmp_path)
     img = _first_json_image(ddir, "eurosat")
     img.write_bytes(img.read_bytes()[:100])
@@ -168,27 +169,26 @@ def test_cli_exit_status_and_output(tmp_path, capsys, monkeypatch):
     assert "Unknown dataset" in capsys.readouterr().err
 
 
-def test_manifest_agrees_with_the_registry():
+def test_specs_agree_with_the_loaders():
     from mmrl.datasets.registry import get_dataset_class
-    for m in all_manifests():
+    for m in SPECS:
         cls = get_dataset_class(m.name)
-        assert (cls.NAME, cls.STEM, cls.FOLDER) == (m.name, m.stem, m.folder)
-        assert get_manifest(m.stem) is m and get_manifest(m.folder) is m
-        if m.split_json:
-            assert m.split_json == f"split_zhou_{m.name}.json"
-        image_subdir = getattr(cls, "IMAGE_SUBDIR", None)
-        if image_subdir is not None and m.stem != "stanford_cars":
-            assert image_subdir == m.image_dir, m.name
+        assert (cls.NAME, cls.STEM, cls.FOLDER, cls.SPEC) == (m.name, m.stem, m.folder, m)
+        assert get_spec(m.stem) is m and get_spec(m.folder) is m
+        if m.split_file:
+            assert m.split_file == f"split_zhou_{m.name}.json"
+        if m.stem != "stanford_cars":
+            assert cls.IMAGE_SUBDIR == m.image_dir, m.name
 
 
-def test_manifest_facts():
-    assert get_manifest("Flowers102").stem == "oxford_flowers"
-    with pytest.raises(DatasetError, match="Did you mean 'eurosat'"):
-        get_manifest("eurosatt")
-    cars, sun, inet = get_manifest("stanford_cars"), get_manifest("sun397"), get_manifest("imagenet")
+def test_spec_facts():
+    assert get_spec("Flowers102").stem == "oxford_flowers"
+    with pytest.raises(DatasetError, match="Did you mean 'EuroSAT'"):
+        get_spec("eurosatt")
+    cars, sun, inet = get_spec("stanford_cars"), get_spec("sun397"), get_spec("imagenet")
     assert all(s.dead for s in cars.sources if s.url) and all(s.dead for s in sun.sources if s.url)
     assert all(s.needs_login for s in inet.sources if s.file.startswith("ILSVRC"))
-    assert all(s.sha256 is None for m in all_manifests() for s in m.sources)  # none published, none guessed
-    names = [s.file for m in all_manifests() for s in m.sources if s.file != "classnames.txt"]
+    assert all(s.sha256 is None for m in SPECS for s in m.sources)  # none published, none guessed
+    names = [s.file for m in SPECS for s in m.sources if s.file != "classnames.txt"]
     assert len(names) == len(set(names))  # flat mirror: file names must not collide
-    assert sum(m.test for m in all_manifests()) > 0 and get_manifest("food101").train == 50_500
+    assert all(m.test > 0 for m in SPECS if not m.builtin_demo) and get_spec("food101").train == 50_500

@@ -9,6 +9,7 @@ import torch
 
 from mmrl.clip import backbone
 from mmrl.engine import checkpoint as ckpt
+from mmrl.engine import rundir
 from mmrl.errors import CheckpointError, WeightsError
 from mmrl.models.mmrl import ArchSpec, MultiModalRepresentationLearner
 from mmrl.models.prompts import Prompts
@@ -119,12 +120,12 @@ def test_authors_checkpoint_imports(tmp_path, tiny_clip, trainer):
     with torch.no_grad():
         for p in src.parameters():
             p.add_(torch.randn_like(p))
-    folder = tmp_path / "run" / ckpt.MODEL_NAME
+    folder = tmp_path / "run" / rundir.MODEL_FOLDER
     folder.mkdir(parents=True)
     authors_file(folder / "model.pth.tar-10", src, tiny_clip)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(folder / "model.pth.tar-10", weights_only=True)  # why a restricted unpickler is needed
-    path = ckpt.find_checkpoint(tmp_path / "run")
+    path = rundir.find_checkpoint(tmp_path / "run")
     sd, arch, epoch = ckpt.read_for_eval(path)
     arch = ckpt.authors_arch(sd, ArchSpec(trainer=trainer, backbone="tiny-test").to_dict())
     assert arch["rep_dim"] == 64 and arch["trainer"] == trainer and epoch == 10
@@ -151,20 +152,20 @@ def test_shape_mismatch_names_key_and_cause(tiny_clip):
 
 def test_load_epoch_and_missing(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        ckpt.find_checkpoint(tmp_path / "nope")
+        rundir.find_checkpoint(tmp_path / "nope")
     (tmp_path / "run").mkdir()
     with pytest.raises(CheckpointError, match="no checkpoint found"):
-        ckpt.find_checkpoint(tmp_path / "run")
+        rundir.find_checkpoint(tmp_path / "run")
     for e in (5, 10):
         ckpt.save_checkpoint(tmp_path / "run", state_dict={"x": torch.ones(1) * e}, epoch=e, arch={})
-    assert ckpt.find_checkpoint(tmp_path / "run").name == "model.pth.tar-10"
-    assert ckpt.find_checkpoint(tmp_path / "run", 5).name == "model.pth.tar-5"
+    assert rundir.find_checkpoint(tmp_path / "run").name == "model.pth.tar-10"
+    assert rundir.find_checkpoint(tmp_path / "run", 5).name == "model.pth.tar-5"
     with pytest.raises(CheckpointError, match="--load-epoch 7"):
-        ckpt.find_checkpoint(tmp_path / "run", 7)
+        rundir.find_checkpoint(tmp_path / "run", 7)
 
 
 def test_checkpoint_pointer_outside_the_folder_is_refused(tmp_path):
     ckpt.save_checkpoint(tmp_path / "run", state_dict={"x": torch.ones(1)}, epoch=1, arch={})
-    (tmp_path / "run" / ckpt.MODEL_NAME / "checkpoint").write_text("../../elsewhere/model.pth.tar-9\n")
+    (tmp_path / "run" / rundir.MODEL_FOLDER / "checkpoint").write_text("../../elsewhere/model.pth.tar-9\n")
     with pytest.raises(CheckpointError, match="not a checkpoint file in"):
-        ckpt.find_checkpoint(tmp_path / "run")
+        rundir.find_checkpoint(tmp_path / "run")

@@ -138,7 +138,7 @@ def _load_backbone(name: str, weights: str, cache_dir: str) -> tuple[nn.Module, 
     if name in TINY_ARCHS and name != "demo-tiny":
         model, info = build_tiny_clip(name), BackboneInfo(name, "random")
     elif name == "demo-tiny":
-        from mmrl.demo.weights import load_demo_clip, demo_weights_path
+        from mmrl.clip.demo_weights import load_demo_clip, demo_weights_path
         model = load_demo_clip()
         p = demo_weights_path()
         info = BackboneInfo(name, "demo", str(p), sha256_file(p))

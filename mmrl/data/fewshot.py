@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmrl.data.fileio import atomic_write_text, relpath_in
+from mmrl.data.fileio import atomic_write_text, cache_root, relpath_in
 from mmrl.data.items import Item
 from mmrl.data.legacy_pickle import load_legacy_items
 from mmrl.errors import DatasetError
@@ -56,8 +56,7 @@ def generate_fewshot(items: Sequence[Item], num_shots: int, rng: Any = random) -
 
 
 def default_fewshot_dir() -> Path:
-    base = os.environ.get("MMRL_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "mmrl") / "fewshot"
+    return cache_root() / "fewshot"
 
 
 def fewshot_path(fewshot_dir: str | os.PathLike | None, stem: str, num_shots: int, seed: int) -> Path:

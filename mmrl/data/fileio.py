@@ -1,4 +1,5 @@
-"""File helpers: atomic writes (a reader never sees half a file) and dataset-relative paths."""
+"""File helpers: atomic writes (a reader never sees half a file), dataset-relative paths and the
+cache folder."""
 from __future__ import annotations
 
 import contextlib
@@ -58,3 +59,10 @@ def relpath_in(path: str, folder: str) -> str:
     """``path`` relative to ``folder`` (plain prefix cut when it is inside, the common case)."""
     head = folder.rstrip("/") + "/"
     return path[len(head):] if path.startswith(head) else os.path.relpath(path, folder)
+
+
+def cache_root() -> Path:
+    """Where generated files live (demo dataset, few-shot subsets, test-image cache):
+    ``$MMRL_CACHE``, else ``~/.cache/mmrl``."""
+    env = os.environ.get("MMRL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mmrl"

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from torchvision import transforms as T
 
 from mmrl.data import loaders
-from mmrl.data.fileio import atomic_path
+from mmrl.data.fileio import atomic_path, atomic_write_text, cache_root
 from mmrl.data.items import Item
 
 log = logging.getLogger("mmrl.data")
@@ -62,8 +61,7 @@ def resolve_cache_dir(value: str | os.PathLike | None) -> Path | None:
         return None
     if text:
         return Path(text).expanduser()
-    base = os.environ.get("MMRL_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "mmrl") / "testcache"
+    return cache_root() / "testcache"
 
 
 def split_transform(transform: Any) -> tuple[list, list, tuple[int, int]] | None:
@@ -190,19 +188,6 @@ def _stale_reason(header: dict | None, data_path: Path, expect: dict, stats: np.
     return None
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _decode_into(items: Sequence[Item], pre: list, shape: tuple, path: Path, *, skip_corrupt: bool,
                  num_workers: int, batch_size: int = 64) -> dict[int, int]:
     """Decode + resize + crop every item into a new uint8 file at ``path``; returns substitutions."""
@@ -275,20 +260,14 @@ def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | o
             log.info("Test image cache: building %s (%s)", data_path, why)
             t0 = time.time()
             header_path.unlink(missing_ok=True)  # a reader never pairs the old header with new data
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".u8.tmp")
-            os.close(fd)
-            try:
-                subs = _decode_into(items, pre, shape, Path(tmp), skip_corrupt=skip_corrupt, num_workers=num_workers)
-                os.replace(tmp, data_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(data_path) as tmp:
+                subs = _decode_into(items, pre, shape, tmp, skip_corrupt=skip_corrupt, num_workers=num_workers)
             with atomic_path(stats_path) as tmp_stats:
                 with open(tmp_stats, "wb") as fh:
                     np.save(fh, stats)
             header = dict(expect, name=name, n_items=len(items), dtype="uint8", files_sha256=_stats_digest(stats),
                           substitutions={str(k): v for k, v in subs.items()}, created=time.time())
-            _atomic_write_text(header_path, json.dumps(header, indent=1))
+            atomic_write_text(header_path, json.dumps(header, indent=1))
             log.info("Test image cache: decoded %d images into %s (%.1f MB) in %.1f s", len(items), data_path,
                      nbytes / 2**20, time.time() - t0)
             return TestCache(data_path, shape, subs, built=True)

@@ -1,17 +1,11 @@
-"""Dataset base classes and the result record of :func:`mmrl.datasets.build_dataset`.
+"""Dataset loader base classes and the result record of :func:`mmrl.datasets.build_dataset`.
 
-A dataset is one module defining one subclass registered with
-:func:`mmrl.datasets.registry.register_dataset`. Most datasets only set class attributes:
-
-    @register_dataset
-    class Demo(JsonSplitDataset):
-        NAME, STEM, FOLDER = "Demo", "demo", "demo"
-        IMAGE_SUBDIR = "images"            # images/<class>/<file>
-        TEMPLATE = "a photo of a {}."      # when the name is not in mmrl_text_templates.tsv
-
-:class:`JsonSplitDataset` reads ``<folder>/split_zhou_<NAME>.json`` and, without it,
-generates the reference 50/20/30 folder split (override :meth:`generate_split` for other
-raw layouts).
+A loader lists a dataset's (train, val, test) items. Its facts (NAME, STEM, FOLDER,
+IMAGE_SUBDIR, ...) come from the dataset's spec (:mod:`mmrl.datasets.specs`): the registry
+hands out the loader class with them set. A split-JSON dataset needs no loader code at all
+(the spec's default loader is :class:`JsonSplitDataset`), which reads
+``<folder>/split_zhou_<NAME>.json`` and, without it, generates the reference 50/20/30 folder
+split (override :meth:`generate_split` for other raw layouts).
 """
 from __future__ import annotations
 
@@ -31,6 +25,7 @@ log = logging.getLogger("mmrl.data")
 class DatasetBase:
     """One dataset on disk: where it lives and how to list its (train, val, test) items."""
 
+    # Set from the spec by the registry (mmrl.datasets.registry.get_dataset_class):
     NAME: ClassVar[str] = ""        # DATASET.NAME, e.g. "EuroSAT"
     STEM: ClassVar[str] = ""        # config/script stem, e.g. "eurosat"
     FOLDER: ClassVar[str] = ""      # folder under DATASET.ROOT, e.g. "eurosat"

@@ -7,12 +7,8 @@ Faces -> face, ...) are applied after labelling.
 """
 from mmrl.data.resources import read_lines, read_tsv_map
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 
 
-@register_dataset
 class Caltech101(JsonSplitDataset):
-    NAME, STEM, FOLDER = "Caltech101", "caltech101", "caltech-101"
-    IMAGE_SUBDIR = "101_ObjectCategories"
     SPLIT_IGNORED = read_lines("caltech101_ignored_folders.txt")
     SPLIT_RENAMES = read_tsv_map("caltech101_folder_renames.tsv")

@@ -19,18 +19,13 @@ import logging
 import os
 
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 from mmrl.demo import world
 from mmrl.errors import DatasetError
 
 log = logging.getLogger("mmrl.data")
 
 
-@register_dataset
 class Demo(JsonSplitDataset):
-    NAME, STEM, FOLDER = world.DATASET_NAME, "demo", world.FOLDER
-    IMAGE_SUBDIR = "images"
-    TEMPLATE = world.TEMPLATE
 
     def resolve(self) -> str:
         """Point ``root``/``dataset_dir`` at the folder to use (generating it if needed)."""

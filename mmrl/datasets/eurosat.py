@@ -5,11 +5,7 @@ folder -> class-name renames (label order = sorted folder names).
 """
 from mmrl.data.resources import read_tsv_map
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 
 
-@register_dataset
 class EuroSAT(JsonSplitDataset):
-    NAME, STEM, FOLDER = "EuroSAT", "eurosat", "eurosat"
-    IMAGE_SUBDIR = "2750"
     SPLIT_RENAMES = read_tsv_map("eurosat_folder_to_classname.tsv")

@@ -9,16 +9,12 @@ import os
 from mmrl.data.items import Item
 from mmrl.data.splits import check_images_exist
 from mmrl.datasets.base import DatasetBase
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 SPLIT_FILES = ("images_variant_train.txt", "images_variant_val.txt", "images_variant_test.txt")
 
 
-@register_dataset
 class FGVCAircraft(DatasetBase):
-    NAME, STEM, FOLDER = "FGVCAircraft", "fgvc_aircraft", "fgvc_aircraft"
-    IMAGE_SUBDIR = "images"
 
     def _read(self, fname: str, cname2lab: dict[str, int]) -> list[Item]:
         path = os.path.join(self.dataset_dir, fname)

@@ -24,7 +24,6 @@ from mmrl.data.legacy_pickle import load_legacy_items
 from mmrl.data.resources import resource_path
 from mmrl.data.splits import listdir_nohidden
 from mmrl.datasets.base import DatasetBase
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 log = logging.getLogger("mmrl.data")
@@ -72,11 +71,7 @@ def lookup(names: dict[str, str], wnid: str, where: str) -> str:
         raise DatasetError(f"Class folder {wnid!r} in {where} has no entry in classnames.txt.") from None
 
 
-@register_dataset
 class ImageNet(DatasetBase):
-    NAME, STEM, FOLDER = "ImageNet", "imagenet", "imagenet"
-    IMAGE_SUBDIR = "images"
-    VAL_IS_TEST = True
 
     @property
     def preprocessed_path(self) -> str:

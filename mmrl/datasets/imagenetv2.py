@@ -6,14 +6,10 @@ published classnames.txt is in sorted-wnid order). Test only.
 import os
 
 from mmrl.datasets.imagenet import WnidFolderTestSet, class_folders, dataset_classnames, folder_items
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 
-@register_dataset
 class ImageNetV2(WnidFolderTestSet):
-    NAME, STEM, FOLDER = "ImageNetV2", "imagenetv2", "imagenetv2"
-    IMAGE_SUBDIR = "imagenetv2-matched-frequency-format-val"
 
     def load(self):
         self.check_dataset_dir()

@@ -13,15 +13,10 @@ from scipy.io import loadmat
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_by_label_groups
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 
-@register_dataset
 class OxfordFlowers(JsonSplitDataset):
-    NAME, STEM, FOLDER = "OxfordFlowers", "oxford_flowers", "oxford_flowers"
-    IMAGE_SUBDIR = "jpg"
-    RAW_FILES = ("imagelabels.mat", "cat_to_name.json")
 
     def generate_split(self) -> Splits:
         mat = os.path.join(self.dataset_dir, "imagelabels.mat")

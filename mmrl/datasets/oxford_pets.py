@@ -9,7 +9,6 @@ import os
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 
@@ -29,11 +28,7 @@ def read_pet_annotations(path: str, image_dir: str) -> list[Item]:
     return items
 
 
-@register_dataset
 class OxfordPets(JsonSplitDataset):
-    NAME, STEM, FOLDER = "OxfordPets", "oxford_pets", "oxford_pets"
-    IMAGE_SUBDIR = "images"
-    RAW_FILES = ("annotations/trainval.txt", "annotations/test.txt")
 
     def generate_split(self) -> Splits:
         ann = os.path.join(self.dataset_dir, "annotations")

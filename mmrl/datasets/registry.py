@@ -1,65 +1,78 @@
-"""Registry of dataset classes, looked up by DATASET.NAME or stem.
+"""The dataset registry, derived from the specs: look a dataset up by DATASET.NAME, stem, folder
+or alias, and get its loader class (imported on first use: a run imports one loader module).
 
-Every module of the ``mmrl.datasets`` package is imported on the first lookup (pkgutil), so a
-new dataset is one new module using :func:`register_dataset`; nothing else needs editing.
+A new dataset is one :class:`~mmrl.datasets.spec.DatasetSpec` (in :mod:`mmrl.datasets.specs`,
+or passed to :func:`register` from user code) plus its YAML; a loader module only when the
+generic split-JSON loader does not fit.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
-import pkgutil
-from typing import TypeVar
 
+from mmrl.datasets.spec import DatasetSpec
+from mmrl.datasets.specs import SPECS
 from mmrl.errors import DatasetError
 
-_BY_NAME: dict[str, type] = {}
-_BY_STEM: dict[str, type] = {}
-_imported = False
-T = TypeVar("T", bound=type)
+_SPECS: dict[str, DatasetSpec] = {}      # stem -> spec, in registration (= table) order
+_LOADERS: dict[str, type] = {}           # stem -> loader class bound to its spec
 
 
-def register_dataset(cls: T) -> T:
-    """Class decorator: register a dataset class under its NAME and STEM."""
-    for attr in ("NAME", "STEM", "FOLDER"):
-        if not getattr(cls, attr, ""):
-            raise TypeError(f"dataset class {cls.__qualname__} must set {attr}")
-    for table, key in ((_BY_NAME, cls.NAME), (_BY_STEM, cls.STEM)):
-        other = table.get(key)
-        if other is not None and other.__qualname__ != cls.__qualname__:
-            raise TypeError(f"dataset {key!r} registered twice ({other.__module__}, {cls.__module__})")
-        table[key] = cls
-    return cls
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset; its NAME, stem and folder must not belong to another one."""
+    for other in _SPECS.values():
+        if other.stem != spec.stem and {other.name, other.stem} & {spec.name, spec.stem}:
+            raise TypeError(f"dataset {spec.name!r} ({spec.stem}) clashes with {other.name!r} ({other.stem})")
+    _SPECS[spec.stem] = spec
+    _LOADERS.pop(spec.stem, None)
+    return spec
 
 
-def import_all() -> None:
-    """Import every module of the mmrl.datasets package once (they register themselves)."""
-    global _imported
-    if _imported:
-        return
-    import mmrl.datasets as pkg
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
-    _imported = True
+for _spec in SPECS:
+    register(_spec)
 
 
-def registered() -> dict[str, type]:
-    """NAME -> class, for every registered dataset."""
-    import_all()
-    return dict(_BY_NAME)
+def all_specs() -> list[DatasetSpec]:
+    return list(_SPECS.values())
 
 
-def get_dataset_class(name_or_stem: str) -> type:
-    import_all()
-    key = str(name_or_stem).strip()
-    cls = _BY_NAME.get(key) or _BY_STEM.get(key)
-    if cls is not None:
-        return cls
-    # compare case-insensitively over names and stems; always suggest the DATASET.NAME
-    lower = {stem.lower(): cls.NAME for stem, cls in _BY_STEM.items()}
-    lower.update({name.lower(): name for name in _BY_NAME})
+def _keys(spec: DatasetSpec) -> tuple[str, ...]:
+    return (spec.name, spec.stem, spec.folder, *spec.aliases)
+
+
+def get_spec(key: str, *, exact_case: bool = False) -> DatasetSpec:
+    """Look up by NAME, stem, folder or alias (any case, unless ``exact_case``: DATASET.NAME is
+    case-sensitive in runs); a slip suggests the closest DATASET.NAME."""
+    key = str(key).strip()
+    for spec in _SPECS.values():
+        if key in _keys(spec):
+            return spec
+    lower = {k.lower(): spec for spec in _SPECS.values() for k in _keys(spec)}
     if key.lower() in lower:
-        raise DatasetError(f"Unknown dataset {key!r}; did you mean {lower[key.lower()]!r}? (names are case-sensitive)")
+        spec = lower[key.lower()]
+        if not exact_case:
+            return spec
+        raise DatasetError(f"Unknown dataset {key!r}; did you mean {spec.name!r}? (names are case-sensitive)")
     close = difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.0)
-    hint = f" Did you mean {lower[close[0]]!r}?" if close else ""
-    raise DatasetError(f"Unknown dataset {key!r}.{hint} Registered: {', '.join(sorted(_BY_NAME))}.")
+    hint = f" Did you mean {lower[close[0]].name!r}?" if close else ""
+    known = ", ".join(sorted(s.name for s in _SPECS.values()))
+    raise DatasetError(f"Unknown dataset {key!r}.{hint} Registered: {known}.")
+
+
+def registered() -> dict[str, DatasetSpec]:
+    """NAME -> spec, for every registered dataset."""
+    return {s.name: s for s in _SPECS.values()}
+
+
+def get_dataset_class(key: str) -> type:
+    """The loader class of a dataset, carrying its spec's facts as class attributes."""
+    spec = get_spec(key, exact_case=True)
+    if spec.stem not in _LOADERS:
+        module, _, name = spec.loader.partition(":")
+        base = getattr(importlib.import_module(module), name)
+        facts = {"SPEC": spec, "NAME": spec.name, "STEM": spec.stem, "FOLDER": spec.folder,
+                 "IMAGE_SUBDIR": spec.image_dir, "TEMPLATE": spec.template, "TEST_ONLY": spec.test_only,
+                 "VAL_IS_TEST": spec.val_is_test, "PREFIX_IS_DATASET_DIR": spec.split_prefix == "",
+                 "RAW_FILES": spec.raw, "EXPECTED_WNIDS": spec.class_list}
+        _LOADERS[spec.stem] = type(spec.name, (base,), {"__module__": base.__module__, **facts})
+    return _LOADERS[spec.stem]

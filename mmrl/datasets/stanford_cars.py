@@ -14,7 +14,6 @@ from scipy.io import loadmat
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 
@@ -52,14 +51,8 @@ def read_car_annotations(anno_path: str, image_folder: str, dataset_dir: str, na
     return items
 
 
-@register_dataset
 class StanfordCars(JsonSplitDataset):
-    NAME, STEM, FOLDER = "StanfordCars", "stanford_cars", "stanford_cars"
-    IMAGE_SUBDIR = ""
-    PREFIX_IS_DATASET_DIR = True
     IMAGE_FOLDERS = ("cars_train", "cars_test")
-    RAW_FILES = ("devkit/cars_train_annos.mat", "devkit/cars_meta.mat",
-                 "cars_test_annos_withlabels.mat")
 
     def generate_split(self) -> Splits:
         d = self.dataset_dir

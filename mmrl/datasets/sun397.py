@@ -10,7 +10,6 @@ import os
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 
@@ -19,11 +18,7 @@ def sun_classname(key: str) -> str:
     return " ".join(reversed(key.split("/")[1:]))
 
 
-@register_dataset
 class SUN397(JsonSplitDataset):
-    NAME, STEM, FOLDER = "SUN397", "sun397", "sun397"
-    IMAGE_SUBDIR = "SUN397"
-    RAW_FILES = ("ClassName.txt", "Training_01.txt", "Testing_01.txt")
 
     def _read_list(self, fname: str, key2lab: dict[str, int]) -> list[Item]:
         path = os.path.join(self.dataset_dir, fname)

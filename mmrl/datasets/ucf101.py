@@ -12,7 +12,6 @@ import re
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
-from mmrl.datasets.registry import register_dataset
 from mmrl.errors import DatasetError
 
 _RUN = re.compile(r"[A-Z][^A-Z]*")
@@ -23,11 +22,7 @@ def rename_action(action: str) -> str:
     return "_".join(_RUN.findall(action))
 
 
-@register_dataset
 class UCF101(JsonSplitDataset):
-    NAME, STEM, FOLDER = "UCF101", "ucf101", "ucf101"
-    IMAGE_SUBDIR = "UCF-101-midframes"
-    RAW_FILES = (f"{LISTS}/classInd.txt", f"{LISTS}/trainlist01.txt", f"{LISTS}/testlist01.txt")
 
     def _read_list(self, fname: str, action2lab: dict[str, int]) -> list[Item]:
         path = os.path.join(self.dataset_dir, LISTS, fname)

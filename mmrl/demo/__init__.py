@@ -4,8 +4,8 @@
   Demo dataset (``images/<class>/<n>.png`` + ``split_zhou_Demo.json``) on first use.
 * :mod:`mmrl.demo.pretrain` — ``python -m mmrl.demo.pretrain --out mmrl/resources/demo_clip.pt``
   rebuilds the shipped weights (a few minutes on a CPU).
-* :mod:`mmrl.demo.weights` — ``load_demo_clip()``: the shipped CLIP as an open_clip model
-  (backbone name ``demo-tiny``).
+* :mod:`mmrl.clip.demo_weights` — ``load_demo_clip()``: the shipped CLIP as an open_clip model
+  (backbone name ``demo-tiny``); it lives with the other backbones, so ``clip`` never imports ``demo``.
 """
 
 
@@ -13,7 +13,4 @@ def __getattr__(name):  # lazy: importing mmrl.demo.world must not pull in torch
     if name == "ensure_demo_dataset":
         from mmrl.demo.world import ensure_demo_dataset
         return ensure_demo_dataset
-    if name in ("load_demo_clip", "demo_weights_path"):
-        from mmrl.demo import weights
-        return getattr(weights, name)
     raise AttributeError(name)

@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    from mmrl.demo.weights import load_demo_clip, save_demo_clip
+    from mmrl.clip.demo_weights import load_demo_clip, save_demo_clip
     model, used, meta = pretrain(args.steps, args.batch, args.lr, args.weight_decay, args.warmup,
                                  args.seed, args.threads, args.eval_every,
                                  logit_scale=args.logit_scale)

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mmrl.data.fileio import cache_root
+
 # ---------------------------------------------------------------------------------------------
 # Attributes and classes
 
@@ -314,11 +316,6 @@ def image_rng(*key: int) -> np.random.Generator:
 
 SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
 SPLIT_FILE = f"split_zhou_{DATASET_NAME}.json"
-
-
-def cache_root() -> Path:
-    env = os.environ.get("MMRL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mmrl"
 
 
 def default_demo_root() -> Path:

@@ -1,7 +1,6 @@
 """Checkpoints: ours (trainable tensors + architecture, MBs) and the authors' Dassl files.
 
-Layout (Dassl's, so existing tools find files): ``<run>/MultiModalRepresentationLearner/
-model.pth.tar-<epoch>`` plus a ``checkpoint`` text file naming the latest one.  Ours hold
+Where they live and which one an evaluation loads: :mod:`mmrl.engine.rundir`.  Ours hold
 ``state_dict`` (trainable tensors only), ``epoch``, ``optimizer``, ``scheduler``
 (plain numbers), ``val_result`` and ``arch`` (the settings that fix tensor shapes).
 A separate ``resume.pth`` (written every epoch) also keeps RNG states so that a killed
@@ -18,17 +17,13 @@ from typing import Any
 import torch
 
 from mmrl.data.fileio import atomic_path
+from mmrl.engine import rundir
 from mmrl.errors import CheckpointError
 from mmrl.utils.torchfile import load_torch_file
 
 log = logging.getLogger("mmrl.engine")
 
-MODEL_NAME = "MultiModalRepresentationLearner"
 FORMAT = "mmrl-harness-1"
-
-
-def model_folder(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / MODEL_NAME
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -38,15 +33,12 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def save_checkpoint(run_dir: str | os.PathLike, *, state_dict: dict, epoch: int, arch: dict,
                     optimizer: dict | None = None, scheduler: dict | None = None) -> Path:
-    folder = model_folder(run_dir)
-    path = folder / f"model.pth.tar-{epoch}"
+    path = rundir.model_folder(run_dir) / f"model.pth.tar-{epoch}"
     atomic_torch_save({
         "format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "epoch": epoch, "optimizer": optimizer, "scheduler": scheduler, "val_result": None, "arch": arch,
     }, path)
-    tmp = folder / ".checkpoint.tmp"
-    tmp.write_text(path.name + "\n")
-    os.replace(tmp, folder / "checkpoint")
+    rundir.write_checkpoint_pointer(run_dir, path)
     return path
 
 
@@ -114,40 +106,6 @@ def load_resume_file(path: Path, run_dir: str | os.PathLike) -> dict:
     if missing:
         raise CheckpointError(f"resume file {path} is not one this harness wrote (it lacks {missing}). {fix}")
     return state
-
-
-def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None) -> Path:
-    """The file to load from a run dir (ours or the authors'), honouring --load-epoch."""
-    folder = model_folder(model_dir)
-    if not Path(model_dir).is_dir():
-        raise CheckpointError(f"--model-dir {model_dir} does not exist; pass the run directory of a training run.")
-    if not folder.is_dir():
-        raise CheckpointError(f"no checkpoint found: {folder} does not exist. Train first (without --eval-only) "
-                              f"or point --model-dir at a finished training run.")
-    if load_epoch is not None:
-        path = folder / f"model.pth.tar-{load_epoch}"
-        if not path.is_file():
-            have = sorted(p.name for p in folder.glob("model.pth.tar-*"))
-            raise CheckpointError(f"--load-epoch {load_epoch}: {path} not found (available: {have or 'none'})")
-        return path
-    best = folder / "model-best.pth.tar"
-    if best.is_file():
-        return best
-    named = folder / "checkpoint"
-    if named.is_file():
-        name = named.read_text(encoding="utf-8", errors="replace").strip()
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise CheckpointError(f"{named} names {name!r}, not a checkpoint file in {folder}; restore it "
-                                  f"or pass --load-epoch.")
-        cand = folder / name
-        if cand.is_file():
-            return cand
-    files = sorted(folder.glob("model.pth.tar-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])
-                   if p.name.rsplit("-", 1)[1].isdigit() else -1)
-    if not files:
-        raise CheckpointError(f"no checkpoint found in {folder} (expected model.pth.tar-<epoch>). "
-                              f"The training run may not have finished.")
-    return files[-1]
 
 
 def trainable_state(sd: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

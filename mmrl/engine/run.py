@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import logging
 import os
 import platform
@@ -28,9 +27,9 @@ import torch
 
 from mmrl import __version__
 from mmrl.config import RunArgs, changed_keys, config_hash, config_to_dict, dump_config_text, resolve_config
-from mmrl.engine import checkpoint as ckpt
+from mmrl.engine import rundir
 from mmrl.engine.args import parse_run_args
-from mmrl.engine.records import RECORD_NAME, SCHEMA, read_record, run_identity, write_record
+from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
 from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
 from mmrl.utils.rng import deterministic_requested
@@ -80,31 +79,17 @@ def _since_process_start() -> float | None:
     return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
 
 
-class _RunLock:
-    """An exclusive lock per run directory, so two processes never run the same run."""
-
-    def __init__(self, folder: Path):
-        self.path = folder / ".run.lock"
-        self.fh = None
-
-    def acquire(self) -> None:
-        try:
-            self.fh = open(self.path, "w")
-        except OSError as e:
-            raise RunError(f"cannot open the run's lock file {self.path} ({e.strerror or e}); remove whatever is "
-                           f"at that path.") from None
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            self.fh = None
-            raise RunLocked(f"another process is running {self.path.parent} right now") from None
-
-    def release(self) -> None:
-        if self.fh is not None:
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-            self.fh.close()
-            self.fh = None
+def _lock(out: Path) -> RunLock:
+    """The run's lock, held until the record is final (or RunLocked)."""
+    lock = RunLock(out)
+    try:
+        got = lock.acquire()
+    except OSError as e:
+        raise RunError(f"cannot open the run's lock file {lock.path} ({e.strerror or e}); remove whatever is "
+                       f"at that path.") from None
+    if not got:
+        raise RunLocked(f"another process is running {out} right now (it holds {lock.path})")
+    return lock
 
 
 def _check_output_dir(out: Path) -> None:
@@ -118,21 +103,6 @@ def _check_output_dir(out: Path) -> None:
                        f"--output-dir.") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise RunError(f"the run directory {out} is not writable; pass a writable --output-dir.")
-
-
-def _checkpoint_epoch(path: Path) -> int | None:
-    tail = path.name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
-
-
-def _state_files(out: Path) -> list[str]:
-    """What a run left that a rerun would resume from or mix with (checkpoints, predictions)."""
-    folder = ckpt.model_folder(out)
-    found = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
-    found = [f"{ckpt.MODEL_NAME}/{n}" for n in found]
-    if (out / "predictions.npz").is_file():
-        found.append("predictions.npz")
-    return found
 
 
 class Run:
@@ -155,7 +125,7 @@ class Run:
         self.hash = config_hash(self.cfg, self.identity)
         self.previous = read_record(self.out)
         self.unfinished_training: dict | None = None
-        self.lock: _RunLock | None = None
+        self.lock: RunLock | None = None
         self.record: dict[str, Any] = {}
         self.trainer = None
 
@@ -163,7 +133,7 @@ class Run:
         """An exit code when the directory must not be run (done already, or another config), else None."""
         prev = self.previous
         if prev is None:
-            left = _state_files(self.out)
+            left = rundir.state_files(self.out)
             if left:
                 print(f"error: {self.out} holds run files ({', '.join(left[:4])}) but no {RECORD_NAME}, so "
                       f"nothing tells which config wrote them; they are not resumed or overwritten. "
@@ -181,7 +151,7 @@ class Run:
                 return EXIT_CHANGED
             print(f"Run already complete at {self.out} ({RECORD_NAME}, config {self.hash}); nothing to do.")
             return EXIT_OK
-        left = _state_files(self.out)
+        left = rundir.state_files(self.out)
         if status != "complete" and not left:
             return None  # a failed start left nothing to mix with; its record goes into history
         what = "a complete run" if status == "complete" else f"an unfinished run ({RECORD_NAME} says {status!r})"
@@ -200,11 +170,10 @@ class Run:
         if not (self.args.eval_only and self.args.model_dir and loaded.get("sha256")):
             return None
         try:
-            path = ckpt.find_checkpoint(self.args.model_dir, self.args.load_epoch)
+            path = rundir.find_checkpoint(self.args.model_dir, self.args.load_epoch)
         except CheckpointError:
             return None  # the training is gone: the record still says what was evaluated
-        from mmrl.utils.download import sha256_file
-        now = sha256_file(path)
+        now = rundir.file_sha256(path)
         if now == loaded["sha256"]:
             return None
         return (f"{path} now has sha256 {now[:12]}, but this run evaluated {loaded.get('path')} with sha256 "
@@ -231,7 +200,7 @@ class Run:
         if train is None or train.get("status") == "complete":
             return
         try:
-            found = _checkpoint_epoch(ckpt.find_checkpoint(a.model_dir, a.load_epoch))
+            found = rundir.checkpoint_epoch(rundir.find_checkpoint(a.model_dir, a.load_epoch))
         except CheckpointError:
             found = None
         expected = ((train.get("config") or {}).get("OPTIM") or {}).get("MAX_EPOCH")
@@ -256,8 +225,7 @@ class Run:
         from mmrl.engine.trainer import seed_everything
         cfg, args = self.cfg, self.args
         _check_output_dir(self.out)
-        self.lock = _RunLock(self.out)
-        self.lock.acquire()
+        self.lock = _lock(self.out)
         self.record = {
             "schema": SCHEMA, "status": "running", "error": None, "mode": "eval" if args.eval_only else "train",
             "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME, "task": cfg.TASK, "seed": cfg.SEED,

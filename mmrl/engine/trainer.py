@@ -21,7 +21,10 @@ from tqdm import tqdm
 
 from mmrl.clip.backbone import BackboneInfo, image_size, shared_backbone
 from mmrl.config import trainer_block
+from mmrl.data.fileio import atomic_path
 from mmrl.engine import checkpoint as ckpt
+from mmrl.engine import rundir
+from mmrl.engine.rundir import PREDICTIONS
 from mmrl.engine.evaluator import Classification
 from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.schedule import build_protocol_optimizer
@@ -113,7 +116,7 @@ def read_eval_checkpoint(model_dir: str, load_epoch: int | None, current: ArchSp
     if not model_dir:
         raise CheckpointError("--eval-only needs --model-dir (the training run to evaluate); "
                               "only ZeroshotCLIP evaluates without one.")
-    path = ckpt.find_checkpoint(model_dir, load_epoch)
+    path = rundir.find_checkpoint(model_dir, load_epoch)
     sd, arch, epoch = ckpt.read_for_eval(path)
     if "backbone" not in arch:  # an authors' file: shapes from tensors, the rest from the config
         arch = ckpt.authors_arch(sd, current.to_dict())
@@ -129,7 +132,7 @@ def read_eval_checkpoint(model_dir: str, load_epoch: int | None, current: ArchSp
 def load_eval_weights(model: MultiModalRepresentationLearner, info: dict) -> None:
     """Load the trainable tensors of a checkpoint read by :func:`read_eval_checkpoint` (strict, shapes checked)."""
     model.load_state_dict(ckpt.trainable_state(info["state_dict"], dict(model.state_dict())), strict=True)
-    log.info('Loading weights to %s from "%s" (epoch = %s)', ckpt.MODEL_NAME, info["path"], info["epoch"])
+    log.info('Loading weights to %s from "%s" (epoch = %s)', rundir.MODEL_FOLDER, info["path"], info["epoch"])
 
 
 def check_loss(loss: float, epoch: int, batch_idx: int) -> None:
@@ -232,10 +235,10 @@ class Trainer:
         info = self.loaded_checkpoint
         load_eval_weights(self.model, info)
         info.pop("state_dict")
-        info["sha256"] = _sha256(info["path"])
+        info["sha256"] = rundir.file_sha256(info["path"])
 
     def _resume_path(self) -> Path:
-        return ckpt.model_folder(self.output_dir) / "resume.pth"
+        return rundir.model_folder(self.output_dir) / rundir.RESUME_NAME
 
     def save_resume(self, epoch_done: int) -> None:
         ckpt.atomic_torch_save({
@@ -365,12 +368,5 @@ class Trainer:
                   "head": np.array(self.head)}
         if logits is not None:
             arrays["logits"] = logits.astype(np.float32)
-        path = self.output_dir / "predictions.npz"
-        tmp = self.output_dir / ".predictions.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-
-
-def _sha256(path: str) -> str:
-    from mmrl.utils.download import sha256_file
-    return sha256_file(path)
+        with atomic_path(self.output_dir / PREDICTIONS) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)

@@ -27,6 +27,7 @@ import torch
 from mmrl.config import clone_unfrozen, flatten, get_default_config, load_overrides, validate
 from mmrl.data.resources import DEFAULT_TEMPLATE, text_template
 from mmrl.engine import checkpoint as ckpt
+from mmrl.engine.rundir import MODEL_FOLDER
 from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.runlog import run_logging
 from mmrl.engine.schedule import build_protocol_optimizer
@@ -176,8 +177,8 @@ class _RepresentationTrainer(_HarnessTrainer):
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "amp")
         self.step = TrainStep(self.model, self.optim, scaler, self.precision, self.device,
                               graphs=bool(cfg.TRAIN.CUDA_GRAPH))
-        self._models.pop(ckpt.MODEL_NAME, None)
-        self.register_model(ckpt.MODEL_NAME, self.model, self.optim, self.sched)
+        self._models.pop(MODEL_FOLDER, None)
+        self.register_model(MODEL_FOLDER, self.model, self.optim, self.sched)
 
     def before_epoch(self) -> None:
         self.step.new_epoch()  # the learning rate may have changed

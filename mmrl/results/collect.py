@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrl.engine.records import read_record
+from mmrl.engine.rundir import read_record
 from mmrl.errors import RecordError
-from mmrl.results.logparse import last_result
+from mmrl.engine.logparse import last_result
 from mmrl.sweep.plan import Job
 
 _AUTHORS_CD = {"train": ("base2new", "train_base"), "test": ("base2new", "test_new")}

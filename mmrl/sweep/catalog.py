@@ -1,4 +1,5 @@
-"""Dataset facts the sweep and the tables need: stems, display names, order, rough sizes.
+"""Dataset facts the sweep and the tables need, read from the dataset specs: stems, display
+names, order, protocol roles, rough sizes.
 
 Stems are the names of configs/datasets/<stem>.yaml and the directory names under output/
 (docs/protocol.md#datasets-split-files-and-names).  Display names are DATASET.NAME, which the
@@ -11,36 +12,26 @@ from pathlib import Path
 import yaml
 
 from mmrl.config import configs_dir
+from mmrl.datasets.registry import all_specs
 
-DEMO = "demo"
+_SPECS = all_specs()
+DEMO = next(s.stem for s in _SPECS if s.builtin_demo)
 
-# Paper table order (ImageNet first); the authors' drivers loop in another order, which
-# does not matter because every run is independent of the others.
-B2N_DATASETS = (
-    "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
-)
-FS_DATASETS = B2N_DATASETS
-CD_SOURCE = "imagenet"
-CD_TARGETS = tuple(d for d in B2N_DATASETS if d != "imagenet")
-DG_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 
-_NAMES = {
-    "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars", "oxford_flowers": "OxfordFlowers", "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DescribableTextures",
-    "eurosat": "EuroSAT", "ucf101": "UCF101", "imagenetv2": "ImageNetV2",
-    "imagenet_sketch": "ImageNetSketch", "imagenet_a": "ImageNetA", "imagenet_r": "ImageNetR",
-}
+def _with(role: str) -> tuple[str, ...]:
+    return tuple(s.stem for s in _SPECS if role in s.benchmarks)
 
+
+# Paper table order (the specs' order, ImageNet first); the authors' drivers loop in another
+# order, which does not matter because every run is independent of the others.
+B2N_DATASETS = _with("b2n")
+FS_DATASETS = _with("fs")
+(CD_SOURCE,) = _with("cd_source")
+CD_TARGETS = _with("cd")
+DG_TARGETS = _with("dg")
+_NAMES = {s.stem: s.display_name for s in _SPECS if not s.builtin_demo}
 # (classes, test images), the published sizes; only used to order jobs by cost.
-_SIZES = {
-    "imagenet": (1000, 50000), "caltech101": (100, 2465), "oxford_pets": (37, 3669),
-    "stanford_cars": (196, 8041), "oxford_flowers": (102, 2463), "food101": (101, 30300),
-    "fgvc_aircraft": (100, 3333), "sun397": (397, 19850), "dtd": (47, 1692),
-    "eurosat": (10, 8100), "ucf101": (101, 3783), "imagenetv2": (1000, 10000),
-    "imagenet_sketch": (1000, 50889), "imagenet_a": (200, 7500), "imagenet_r": (200, 30000),
-}
+_SIZES = {s.stem: (s.num_classes, s.test) for s in _SPECS if s.num_classes and s.test}
 
 KNOWN_STEMS = tuple(_NAMES) + (DEMO,)
 

@@ -2,7 +2,8 @@
 
 The job itself is started by a *runner*: any callable ``runner(job, env, console_path) ->
 exit code``.  The default, :class:`CommandRunner`, starts ``python -m mmrl train <argv>`` in
-a subprocess (a crash cannot take the sweep down); tests inject quick fake runners.
+a subprocess (a crash cannot take the sweep down); tests inject quick fake runners.  ``env``
+hands the run's held lock down to the engine (``rundir.handoff_env``), which adopts it.
 """
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mmrl.engine.records import read_record
+from mmrl.engine.logparse import tail
+from mmrl.engine.rundir import RunLock, handoff_env, lock_fds, read_record
 from mmrl.errors import MMRLError, RecordError
-from mmrl.results.logparse import tail
 from mmrl.sweep.history import move_aside
-from mmrl.sweep.lock import RunLock
 from mmrl.sweep.plan import Job
 from mmrl.sweep.state import CONSOLE, inspect
 
@@ -54,7 +54,7 @@ class CommandRunner:
             out.write(f"$ {shlex.join(cmd)}\n")
             out.flush()
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                  cwd=self.cwd, env={**os.environ, **env})
+                                  cwd=self.cwd, env={**os.environ, **env}, pass_fds=lock_fds(env))
         return proc.returncode
 
 
@@ -156,7 +156,7 @@ def run_job(job: Job, runner: Runner, env: dict | None = None, want_hash: str | 
     t0 = time.time()
     try:
         try:
-            rc, err = int(runner(job, dict(env or {}), console)), ""
+            rc, err = int(runner(job, {**(env or {}), **handoff_env([prep.lock])}, console)), ""
         except Exception as e:  # a broken runner must not abort the sweep either
             rc, err = None, f"could not start: {type(e).__name__}: {e}"
         return _conclude(prep, rc, err, console, time.time() - t0)
@@ -199,8 +199,9 @@ def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) 
             with open(consoles[0], "a") as out:
                 out.write(f"$ {shlex.join(cmd)}\n")
                 out.flush()
+                locks = handoff_env([p.lock for p in prepared])
                 subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                               cwd=runner.cwd, env={**os.environ, **(env or {})})
+                               cwd=runner.cwd, env={**os.environ, **(env or {}), **locks}, pass_fds=lock_fds(locks))
             for c in consoles[1:]:
                 c.parent.mkdir(parents=True, exist_ok=True)
                 with open(c, "a") as f:

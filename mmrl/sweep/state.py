@@ -3,7 +3,7 @@
 States (``mmrl status`` prints them):
     complete  record.json says complete, its config hash is the one these arguments give,
               and (for an evaluation) the training it loaded has not been rerun since
-    running   another sweep holds the run's lock, or a train.py process holds the engine's
+    running   another process (a sweep, or a train.py started by hand) holds the run's lock
     failed    the record says failed, or running with nobody running it (killed), or the
               directory has files but no record
     missing   no run directory (or an empty one)
@@ -18,21 +18,17 @@ directory without a record -> move it aside (``history.move_aside``) and run afr
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mmrl.engine.args import parse_run_args
-from mmrl.engine.records import expected_hash, read_record
+from mmrl.engine.logparse import last_result
+from mmrl.engine.rundir import checkpoint_sha256, expected_hash, is_locked, read_record
 from mmrl.errors import RecordError
-from mmrl.results.logparse import last_result
-from mmrl.sweep.lock import engine_running, is_locked
 from mmrl.sweep.plan import Job
 
-MODEL_FOLDER = "MultiModalRepresentationLearner"
 CONSOLE = "console.txt"  # the job process's stdout+stderr, written by the sweep's runner
 STATES = ("complete", "running", "failed", "missing", "stale")
 
@@ -56,36 +52,6 @@ def job_hash(job: Job) -> str:
     return _hash_cache[key]
 
 
-_sha_cache: dict[tuple[str, float, int], str] = {}
-
-
-def checkpoint_file(train_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint an evaluation of this training loads (named in the ``checkpoint`` file)."""
-    folder = Path(train_dir) / MODEL_FOLDER
-    named = folder / "checkpoint"
-    if named.is_file():
-        p = folder / named.read_text().strip()
-        if p.is_file():
-            return p
-    files = sorted(folder.glob("model*.pth*"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
-    return files[-1] if files else None
-
-
-def checkpoint_sha256(train_dir: str | os.PathLike) -> str | None:
-    p = checkpoint_file(train_dir)
-    if p is None:
-        return None
-    st = p.stat()
-    key = (str(p.resolve()), st.st_mtime, st.st_size)
-    if key not in _sha_cache:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _sha_cache[key] = h.hexdigest()
-    return _sha_cache[key]
-
-
 def _time(rec: dict | None, key: str) -> datetime | None:
     try:
         return datetime.fromisoformat(str((rec or {}).get("timings", {})[key]))
@@ -104,8 +70,8 @@ def eval_staleness(job: Job, rec: dict) -> str | None:
     if not train or train.get("status") != "complete":
         return f"its training {job.model_dir} is not complete any more"
     loaded = (rec.get("checkpoint") or {}).get("sha256")
-    if loaded:
-        now = checkpoint_sha256(job.model_dir)
+    if loaded:  # the file this evaluation's --load-epoch picks now, chosen as the engine chooses
+        now = checkpoint_sha256(job.model_dir, (rec.get("identity") or {}).get("load_epoch"))
         if now and now != loaded:
             return f"its training was rerun since (checkpoint sha256 {loaded[:12]} -> {now[:12]})"
         return None
@@ -119,15 +85,13 @@ def inspect(job: Job, want_hash: str | None = None, *, probe_lock: bool = True) 
     """The state of ``job``'s run directory.  ``want_hash`` None: computed from the arguments."""
     run = Path(job.run_dir)
     if probe_lock and is_locked(run):
-        return JobState("running", "elsewhere", "another sweep holds its lock")
-    if engine_running(run):
-        return JobState("running", "elsewhere", "a train.py process is running it")
+        return JobState("running", "elsewhere", "another process (a sweep or a train.py) holds its lock")
     try:
         rec = read_record(run)
     except RecordError as e:  # moved aside with the unreadable file, never read as a result
         return JobState("failed", "rerun", str(e))
     if rec is None:
-        # hidden files (the engine's lock, temp files) say nothing about a run's results
+        # hidden files (temp files) say nothing about a run's results
         files = {p.name for p in run.iterdir() if not p.name.startswith(".")} if run.is_dir() else set()
         if not files:
             return JobState("missing", "run")

@@ -28,7 +28,7 @@ def _root(args: argparse.Namespace) -> str:
 # verify
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from mmrl.datasets.verify import verify_all
+    from mmrl.datatools.verify import verify_all
     expected = None
     if args.expect:
         expected = {}
@@ -99,7 +99,7 @@ def register_verify(subparsers) -> argparse.ArgumentParser:
 # prepare
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from mmrl.datasets.prepare import prepare_dataset
+    from mmrl.datatools.prepare import prepare_dataset
     _log_to_stderr()
     root = _root(args)
     status = EXIT_OK

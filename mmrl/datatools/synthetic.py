@@ -26,14 +26,16 @@ from PIL import Image
 from mmrl.data.items import Item
 from mmrl.data.resources import read_lines, read_tsv_map
 from mmrl.data.splits import split_by_label_groups, split_groups, split_trainval, write_split
-from mmrl.datasets.registry import get_dataset_class
+from mmrl.datasets.registry import get_dataset_class, get_spec
+from mmrl.datasets.spec import DatasetSpec
+from mmrl.errors import DatasetError
 
 DEFAULT_PER_CLASS = 32   # 50/20/30 -> 16 train, 6 val, 10 test: enough for 16-shot and 4-shot val
 
 
 @dataclass
 class _Ctx:
-    cls: type
+    spec: DatasetSpec
     dataset_dir: Path
     n_classes: int | None
     n_per_class: int
@@ -53,7 +55,7 @@ class _Ctx:
 
     def split_json(self, train: list[Item], val: list[Item], test: list[Item], prefix: Path) -> None:
         if self.with_split_json:
-            write_split(train, val, test, self.dataset_dir / f"split_zhou_{self.cls.NAME}.json", str(prefix))
+            write_split(train, val, test, self.dataset_dir / self.spec.split_file, str(prefix))
 
 
 def class_colour(label: int, n_labels: int) -> tuple[int, int, int]:
@@ -86,7 +88,7 @@ def _savemat(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     savemat(str(path), data)
     with open(path, "r+b") as f:
-        f.write(b"MATLAB 5.0 MAT-file, written by mmrl.datasets.synthetic".ljust(116, b" "))
+        f.write(b"MATLAB 5.0 MAT-file, written by mmrl.datatools.synthetic".ljust(116, b" "))
 
 
 def _sizes(n: int) -> tuple[int, int]:
@@ -96,7 +98,15 @@ def _sizes(n: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Layout writers, one per dataset stem
+# Layout writers: a spec's ``synthetic`` names one of them
+
+WRITERS: dict[str, Callable[[_Ctx], None]] = {}
+
+
+def _writer(fn: Callable[[_Ctx], None]) -> Callable[[_Ctx], None]:
+    WRITERS[fn.__name__] = fn
+    return fn
+
 
 def _folder_dataset(ctx: _Ctx, image_dir: Path, folders: Sequence[str], file_name: Callable[[str, int], str],
                     renames: dict[str, str] | None = None, ignored: Sequence[str] = ()) -> None:
@@ -121,27 +131,30 @@ def _folder_dataset(ctx: _Ctx, image_dir: Path, folders: Sequence[str], file_nam
 EUROSAT_FOLDERS = tuple(read_tsv_map("eurosat_folder_to_classname.tsv"))
 
 
-def _eurosat(ctx: _Ctx) -> None:
+@_writer
+def eurosat(ctx: _Ctx) -> None:
     folders = ctx.names(EUROSAT_FOLDERS, 10)
     _folder_dataset(ctx, ctx.dataset_dir / "2750", folders, lambda f, i: f"{f}_{i + 1}.jpg",
                     renames=read_tsv_map("eurosat_folder_to_classname.tsv"))
 
 
-def _generic(ctx: _Ctx) -> None:
-    """Any other folder-split JSON dataset (e.g. a demo dataset): ``<IMAGE_SUBDIR>/<class>/``."""
-    real = getattr(ctx.cls, "SYNTHETIC_CLASSES", ())
-    folders = ctx.names(real, len(real) or 5)
-    image_dir = ctx.dataset_dir / ctx.cls.IMAGE_SUBDIR if ctx.cls.IMAGE_SUBDIR else ctx.dataset_dir
-    _folder_dataset(ctx, image_dir, folders, lambda f, i: f"{f}_{i + 1:04d}.jpg",
-                    renames=dict(getattr(ctx.cls, "SPLIT_RENAMES", {})),
-                    ignored=tuple(getattr(ctx.cls, "SPLIT_IGNORED", ())))
+@_writer
+def folders(ctx: _Ctx) -> None:
+    """A split-JSON dataset of ``<image_dir>/<class>/`` folders (e.g. a user's dataset): the spec's
+    ``synthetic_classes`` and its loader's renames and ignored folders."""
+    loader = get_dataset_class(ctx.spec.name)
+    names = ctx.names(ctx.spec.synthetic_classes, len(ctx.spec.synthetic_classes) or 5)
+    image_dir = ctx.dataset_dir / ctx.spec.image_dir if ctx.spec.image_dir else ctx.dataset_dir
+    _folder_dataset(ctx, image_dir, names, lambda f, i: f"{f}_{i + 1:04d}.jpg",
+                    renames=dict(loader.SPLIT_RENAMES), ignored=tuple(loader.SPLIT_IGNORED))
 
 
 CALTECH_FOLDERS = ("accordion", "airplanes", "Faces", "Leopards", "anchor", "Motorbikes", "ant", "barrel",
                    "bass", "beaver", "binocular", "bonsai")
 
 
-def _caltech101(ctx: _Ctx) -> None:
+@_writer
+def caltech101(ctx: _Ctx) -> None:
     folders = ctx.names(CALTECH_FOLDERS, 8)
     _folder_dataset(ctx, ctx.dataset_dir / "101_ObjectCategories", folders, lambda f, i: f"image_{i + 1:04d}.jpg",
                     renames=read_tsv_map("caltech101_folder_renames.tsv"),
@@ -152,7 +165,8 @@ DTD_CLASSES = ("banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "
                "crosshatched", "crystalline")
 
 
-def _dtd(ctx: _Ctx) -> None:
+@_writer
+def dtd(ctx: _Ctx) -> None:
     _folder_dataset(ctx, ctx.dataset_dir / "images", ctx.names(DTD_CLASSES, 6), lambda f, i: f"{f}_{i + 1:04d}.jpg")
     _write_lines(ctx.dataset_dir / "labels" / "train1.txt", ["banded/banded_0001.jpg"])  # ignored by the loader
 
@@ -161,7 +175,8 @@ FOOD_CLASSES = ("apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "bee
                 "beignets", "bibimbap", "bread_pudding", "breakfast_burrito")
 
 
-def _food101(ctx: _Ctx) -> None:
+@_writer
+def food101(ctx: _Ctx) -> None:
     classes = ctx.names(FOOD_CLASSES, 6)
     ids = iter(ctx.rng.sample(range(100000, 4000000), len(classes) * ctx.n_per_class))
     names = {(c, i): f"{next(ids)}.jpg" for c in sorted(classes) for i in range(ctx.n_per_class)}
@@ -175,7 +190,8 @@ PET_BREEDS = (("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("american
               ("Bombay", 8, 1, 4), ("boxer", 9, 2, 5), ("British_Shorthair", 10, 1, 5))
 
 
-def _oxford_pets(ctx: _Ctx) -> None:
+@_writer
+def oxford_pets(ctx: _Ctx) -> None:
     breeds = PET_BREEDS[: ctx.n_classes or 6]
     if ctx.n_classes and ctx.n_classes > len(PET_BREEDS):
         raise ValueError(f"synthetic OxfordPets has at most {len(PET_BREEDS)} classes")
@@ -210,7 +226,8 @@ def _car_annos(rows: list[tuple[str, int]]) -> np.ndarray:
     return arr
 
 
-def _stanford_cars(ctx: _Ctx) -> None:
+@_writer
+def stanford_cars(ctx: _Ctx) -> None:
     names = ctx.names(CAR_NAMES, 6, prefix="Car Model")
     names = [n if n[-4:].isdigit() else f"{n} 2012" for n in names]
     n_trainval, n_test = _sizes(ctx.n_per_class)
@@ -242,7 +259,8 @@ FLOWER_NAMES = ("pink primrose", "hard-leaved pocket orchid", "canterbury bells"
                 "colt's foot")
 
 
-def _oxford_flowers(ctx: _Ctx) -> None:
+@_writer
+def oxford_flowers(ctx: _Ctx) -> None:
     names = ctx.names(FLOWER_NAMES, 6, prefix="flower")
     n = len(names)
     # Non-ascending first appearance (the real imagelabels.mat starts with label 77): the
@@ -268,7 +286,8 @@ AIRCRAFT_VARIANTS = ("707-320", "727-200", "737-200", "A300B4", "BAE 146-200", "
                      "Falcon 900", "Gulfstream IV", "Saab 340", "Yak-42")
 
 
-def _fgvc_aircraft(ctx: _Ctx) -> None:
+@_writer
+def fgvc_aircraft(ctx: _Ctx) -> None:
     variants = ctx.names(AIRCRAFT_VARIANTS, 8, prefix="Variant")
     n_train = round(ctx.n_per_class * 0.5)
     n_val = round(ctx.n_per_class * 0.2)
@@ -289,7 +308,8 @@ SUN_KEYS = ("a/abbey", "a/apartment_building/outdoor", "b/badlands", "b/bakery/s
             "f/forest/broadleaf", "h/highway")
 
 
-def _sun397(ctx: _Ctx) -> None:
+@_writer
+def sun397(ctx: _Ctx) -> None:
     keys = ctx.names(SUN_KEYS, 6, prefix="z/zone")
     n_trainval, _ = _sizes(ctx.n_per_class)
     lists: dict[str, list[str]] = {"Training_01": [], "Testing_01": []}
@@ -314,7 +334,8 @@ UCF_ACTIONS = ("ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "Ba
                "BandMarching", "BaseballPitch", "Basketball", "BasketballDunk")
 
 
-def _ucf101(ctx: _Ctx) -> None:
+@_writer
+def ucf101(ctx: _Ctx) -> None:
     n = ctx.n_classes or 6
     actions = list(UCF_ACTIONS[:n]) + [f"DoThing{k:03d}" for k in range(len(UCF_ACTIONS), n)]
     n_trainval, n_test = _sizes(ctx.n_per_class)
@@ -352,7 +373,8 @@ def _classnames_txt(ctx: _Ctx) -> None:
     _write_lines(ctx.dataset_dir / "classnames.txt", read_lines("imagenet_classnames_wnid.txt"))
 
 
-def _imagenet(ctx: _Ctx) -> None:
+@_writer
+def imagenet(ctx: _Ctx) -> None:
     wnids = _spread(read_lines("imagenet_wnids.txt"), ctx.n_classes or 6)
     n_val = max(2, ctx.n_per_class // 4)
     val_counter = 0
@@ -366,19 +388,21 @@ def _imagenet(ctx: _Ctx) -> None:
     _classnames_txt(ctx)
 
 
-def _wnid_test_set(image_subdir: str, wnid_list: str, file_name: Callable[[int], str], readme: bool):
+def _wnid_test_set(file_name: Callable[[int], str], readme: bool):
+    """A test-only variant: ``<image_dir>/<wnid>/`` folders for wnids of the spec's class list."""
     def write(ctx: _Ctx) -> None:
-        wnids = _spread(read_lines(wnid_list), ctx.n_classes or 6)
+        wnids = _spread(read_lines(ctx.spec.class_list), ctx.n_classes or 6)
         for lab, wnid in enumerate(wnids):
             for i in range(ctx.n_per_class):
-                ctx.image(ctx.dataset_dir / image_subdir / wnid / file_name(i), lab, len(wnids), i)
+                ctx.image(ctx.dataset_dir / ctx.spec.image_dir / wnid / file_name(i), lab, len(wnids), i)
         if readme:
-            _write_lines(ctx.dataset_dir / image_subdir / "README.txt", ["class folders are wnids"])
+            _write_lines(ctx.dataset_dir / ctx.spec.image_dir / "README.txt", ["class folders are wnids"])
         _classnames_txt(ctx)
     return write
 
 
-def _imagenetv2(ctx: _Ctx) -> None:
+@_writer
+def imagenetv2(ctx: _Ctx) -> None:
     n = ctx.n_classes or 6
     for lab in range(n):
         for i in range(ctx.n_per_class):
@@ -387,23 +411,9 @@ def _imagenetv2(ctx: _Ctx) -> None:
     _classnames_txt(ctx)
 
 
-_WRITERS: dict[str, Callable[[_Ctx], None]] = {
-    "eurosat": _eurosat,
-    "caltech101": _caltech101,
-    "dtd": _dtd,
-    "food101": _food101,
-    "oxford_pets": _oxford_pets,
-    "stanford_cars": _stanford_cars,
-    "oxford_flowers": _oxford_flowers,
-    "fgvc_aircraft": _fgvc_aircraft,
-    "sun397": _sun397,
-    "ucf101": _ucf101,
-    "imagenet": _imagenet,
-    "imagenetv2": _imagenetv2,
-    "imagenet_sketch": _wnid_test_set("images", "imagenet_wnids.txt", lambda i: f"sketch_{i + 1}.JPEG", False),
-    "imagenet_a": _wnid_test_set("imagenet-a", "imagenet_a_wnids.txt", lambda i: f"0.{i:06d}.jpg", True),
-    "imagenet_r": _wnid_test_set("imagenet-r", "imagenet_r_wnids.txt", lambda i: f"art_{i + 1}.jpg", True),
-}
+WRITERS["imagenet_sketch"] = _wnid_test_set(lambda i: f"sketch_{i + 1}.JPEG", readme=False)
+WRITERS["imagenet_a"] = _wnid_test_set(lambda i: f"0.{i:06d}.jpg", readme=True)
+WRITERS["imagenet_r"] = _wnid_test_set(lambda i: f"art_{i + 1}.jpg", readme=True)
 
 
 def write_synthetic_dataset(name_or_stem: str, root: str | os.PathLike, *, n_classes: int | None = None,
@@ -416,13 +426,17 @@ def write_synthetic_dataset(name_or_stem: str, root: str | os.PathLike, *, n_cla
     ``with_split_json=False`` leaves the split to be generated by the loader. Datasets that
     never use a split JSON (FGVCAircraft, the ImageNet family) ignore it.
     """
-    cls = get_dataset_class(name_or_stem)
-    dataset_dir = Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / cls.FOLDER
+    spec = get_spec(name_or_stem)
+    dataset_dir = Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / spec.folder
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    stale_split = dataset_dir / f"split_zhou_{cls.NAME}.json"
-    if not with_split_json and stale_split.exists():  # a previous call's split must not survive
+    stale_split = dataset_dir / spec.split_file if spec.split_file else None
+    if not with_split_json and stale_split and stale_split.exists():  # a previous call's split must not survive
         stale_split.unlink()
-    ctx = _Ctx(cls, dataset_dir, n_classes, n_per_class, tuple(image_size), with_split_json, seed,
+    ctx = _Ctx(spec, dataset_dir, n_classes, n_per_class, tuple(image_size), with_split_json, seed,
                random.Random(seed))
-    _WRITERS.get(cls.STEM, _generic)(ctx)
+    writer = WRITERS.get(spec.synthetic)
+    if writer is None:
+        raise DatasetError(f"dataset spec {spec.name}: synthetic={spec.synthetic!r} is not a layout writer "
+                           f"(known: {', '.join(sorted(WRITERS))}).")
+    writer(ctx)
     return dataset_dir

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import torch
 
+from mmrl.clip.archs import TINY_ARCHS, build_tiny_clip
+from mmrl.data.fileio import atomic_path
+from mmrl.data.resources import resource_path
 from mmrl.errors import WeightsError
 from mmrl.utils.torchfile import load_torch_file
 
@@ -33,12 +36,11 @@ def demo_weights_path() -> Path:
     env = os.environ.get("MMRL_DEMO_WEIGHTS")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "resources" / "demo_clip.pt"
+    return resource_path("demo_clip.pt")
 
 
 def pack_state(model: torch.nn.Module, token_ids: torch.Tensor, meta: dict | None = None) -> dict:
     """The dict :func:`save_demo_clip` writes: fp16 weights + the used token rows."""
-    from mmrl.clip.archs import TINY_ARCHS
     sd = model.state_dict()
     ids = torch.as_tensor(sorted(set(int(i) for i in token_ids.flatten().tolist())), dtype=torch.long)
     rows = sd[_EMB][ids].detach().to(torch.float16).clone()
@@ -51,10 +53,8 @@ def pack_state(model: torch.nn.Module, token_ids: torch.Tensor, meta: dict | Non
 def save_demo_clip(model: torch.nn.Module, token_ids: torch.Tensor, path: str | os.PathLike,
                    meta: dict | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(pack_state(model, token_ids, meta), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(pack_state(model, token_ids, meta), tmp)
     return path
 
 
@@ -78,7 +78,6 @@ def load_demo_clip(path: str | os.PathLike | None = None):
     Built with ``mmrl.clip.archs.build_tiny_clip("demo-tiny")``; parameters are left trainable
     (callers freeze). Token-embedding rows the demo never uses are zero.
     """
-    from mmrl.clip.archs import TINY_ARCHS, build_tiny_clip
     path = Path(path) if path is not None else demo_weights_path()
     obj = read_demo_file(path)
     if dict(obj["arch_cfg"]) != dict(TINY_ARCHS[ARCH]):

@@ -1,14 +1,15 @@
 """Download and lay out a dataset: ``prepare_dataset("eurosat", root)``.
 
-A dataset is a list of steps; each step makes some paths inside the dataset folder from one
-or more source files of the manifest and is skipped when those paths exist, so a
-second run of a finished dataset does nothing and an interrupted one continues.
+A dataset's spec lists its steps; each step makes some paths inside the dataset folder from
+one or more of the spec's source files with one of the actions below, and is skipped
+when those paths exist, so a second run of a finished dataset does nothing and an
+interrupted one continues.
 
 Where a source file is looked up, in order:
 1. the download folder (``<root>/.mmrl-downloads`` by default: earlier downloads, or files
    a person put there by hand);
 2. the mirror (``mirror=`` / ``--from`` / ``$MMRL_DATA_MIRROR``): a local folder or a base URL
-   holding the files under their manifest names, flat (``<mirror>/EuroSAT.zip``);
+   holding the files under their spec's names, flat (``<mirror>/EuroSAT.zip``);
 3. the official source (HTTP with resume, or Google Drive via gdown), unless it needs a
    login or is known dead: those are collected into manual steps printed with the exact
    target layout.
@@ -25,9 +26,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmrl.datasets.ucf101 import rename_action
-from mmrl.datasets.manifest import DatasetManifest, Source, get_manifest
 from mmrl.data.fileio import atomic_path
+from mmrl.datasets.registry import all_specs, get_spec
+from mmrl.datasets.spec import DatasetSpec, PrepareStep, Source
+from mmrl.datasets.ucf101 import rename_action
 from mmrl.errors import DatasetError, DownloadError
 from mmrl.utils.download import download_gdrive, download_url
 from mmrl.utils.extract import extract_archive, merge_move
@@ -70,7 +72,7 @@ def _is_url(s: str) -> bool:
 
 
 class Fetcher:
-    """Resolves a manifest source to a local file (see the module docstring for the order)."""
+    """Resolves a spec source to a local file (see the module docstring for the order)."""
 
     def __init__(self, download_dir: Path, mirror: str | None, progress: bool) -> None:
         self.download_dir = download_dir
@@ -126,7 +128,7 @@ class Fetcher:
 
 @dataclass
 class _Ctx:
-    m: DatasetManifest
+    m: DatasetSpec
     root: Path
     ddir: Path
     fetcher: Fetcher
@@ -135,16 +137,9 @@ class _Ctx:
     options: dict
 
 
-@dataclass(frozen=True)
-class Step:
-    products: tuple[str, ...]                  # relative to the dataset folder; "x/" = folder
-    sources: tuple[str, ...]                   # manifest source file names
-    action: Callable[[_Ctx, dict[str, Path]], None]
-    optional: bool = False                     # raw files: nice to have, never a failure
-
-    def done(self, ddir: Path) -> bool:
-        return all((ddir / p.rstrip("/")).is_dir() if p.endswith("/") else (ddir / p).is_file()
-                   for p in self.products)
+def _done(step: PrepareStep, ddir: Path) -> bool:
+    return all((ddir / p.rstrip("/")).is_dir() if p.endswith("/") else (ddir / p).is_file()
+               for p in step.products)
 
 
 def _place(ctx: _Ctx, files: dict[str, Path]) -> None:
@@ -164,10 +159,10 @@ def _visible(paths: Iterable[Path]) -> list[Path]:
     return [p for p in paths if not p.name.startswith(".") and p.name not in _JUNK]
 
 
-def _extract_as(archive: Path, dest: Path, expect: str, *, subdir: str | None = None) -> None:
+def _extract_as(archive: Path, dest: Path, expect: str) -> None:
     """Extract into ``dest``; the archive must yield folder ``expect`` there, or exactly one
     top-level folder, which then becomes ``expect`` (e.g. EuroSAT_RGB/ -> 2750/)."""
-    written = extract_archive(archive, dest, subdir=subdir)
+    written = extract_archive(archive, dest)
     for junk in (dest / j for j in _JUNK):
         if junk in written:
             shutil.rmtree(junk, ignore_errors=True)
@@ -186,58 +181,48 @@ def _extract_as(archive: Path, dest: Path, expect: str, *, subdir: str | None = 
                        f"arrange {dest / expect} by hand, or delete the archive and run again.")
 
 
-def _extract(expect: str, *, into_root: bool = False, subdir: str | None = None):
-    def action(ctx: _Ctx, files: dict[str, Path]) -> None:
-        (archive,) = files.values()
-        dest = ctx.root if into_root else ctx.ddir
-        _extract_as(archive, dest, expect, subdir=subdir)
-        ctx.fetcher.done_with(archive, ctx.keep_archives)
-        ctx.result.actions.append(f"extracted {archive.name} -> {dest / expect}")
-    return action
+def _extract(ctx: _Ctx, files: dict[str, Path], expect: str, into_root: bool = False) -> None:
+    (archive,) = files.values()
+    dest = ctx.root if into_root else ctx.ddir
+    _extract_as(archive, dest, expect)
+    ctx.fetcher.done_with(archive, ctx.keep_archives)
+    ctx.result.actions.append(f"extracted {archive.name} -> {dest / expect}")
 
 
-def _extract_contents(subdir: str):
+def _extract_contents(ctx: _Ctx, files: dict[str, Path], subdir: str) -> None:
     """Only ``subdir`` of the archive, its contents straight into the dataset folder (FGVC's data/)."""
-    def action(ctx: _Ctx, files: dict[str, Path]) -> None:
-        (archive,) = files.values()
-        extract_archive(archive, ctx.ddir, subdir=subdir)
-        ctx.fetcher.done_with(archive, ctx.keep_archives)
-        ctx.result.actions.append(f"extracted {archive.name}:{subdir}/ -> {ctx.ddir}")
-    return action
+    (archive,) = files.values()
+    extract_archive(archive, ctx.ddir, subdir=subdir)
+    ctx.fetcher.done_with(archive, ctx.keep_archives)
+    ctx.result.actions.append(f"extracted {archive.name}:{subdir}/ -> {ctx.ddir}")
 
 
-def _extract_flat(wanted: tuple[str, ...]):
+def _extract_flat(ctx: _Ctx, files: dict[str, Path], *wanted: str) -> None:
     """Put ``wanted`` files from the archive into the dataset folder, wherever they sit inside it
     (Partitions.zip may or may not have a top folder)."""
-    def action(ctx: _Ctx, files: dict[str, Path]) -> None:
-        (archive,) = files.values()
-        staging = Path(tempfile.mkdtemp(prefix=".mmrl-staging-", dir=ctx.ddir))
-        try:
-            extract_archive(archive, staging)
-            found = {p.name: p for p in staging.rglob("*") if p.is_file() and p.name in wanted}
-            missing = [w for w in wanted if w not in found]
-            if missing:
-                raise DatasetError(f"{archive} has no {', '.join(missing)}; is it the right archive?")
-            home = found[wanted[0]].parent
-            for p in home.iterdir():  # the whole folder: Training_02.txt etc. come along
-                if p.is_file() and not (ctx.ddir / p.name).exists():
-                    os.replace(p, ctx.ddir / p.name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        ctx.fetcher.done_with(archive, ctx.keep_archives)
-        ctx.result.actions.append(f"extracted {archive.name} -> {ctx.ddir}")
-    return action
-
-
-def _split_step(m: DatasetManifest) -> Step:
-    return Step((m.split_json,), (m.split_json,), _place)
+    (archive,) = files.values()
+    staging = Path(tempfile.mkdtemp(prefix=".mmrl-staging-", dir=ctx.ddir))
+    try:
+        extract_archive(archive, staging)
+        found = {p.name: p for p in staging.rglob("*") if p.is_file() and p.name in wanted}
+        missing = [w for w in wanted if w not in found]
+        if missing:
+            raise DatasetError(f"{archive} has no {', '.join(missing)}; is it the right archive?")
+        home = found[wanted[0]].parent
+        for p in home.iterdir():  # the whole folder: Training_02.txt etc. come along
+            if p.is_file() and not (ctx.ddir / p.name).exists():
+                os.replace(p, ctx.ddir / p.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    ctx.fetcher.done_with(archive, ctx.keep_archives)
+    ctx.result.actions.append(f"extracted {archive.name} -> {ctx.ddir}")
 
 
 def _classnames(ctx: _Ctx, files: dict[str, Path]) -> None:
     """ImageNet's classnames.txt: the variants copy imagenet/'s when present, else fetch CoOp's file."""
     dest = ctx.ddir / "classnames.txt"
-    local = ctx.root / "imagenet" / "classnames.txt"
-    if ctx.m.stem != "imagenet" and local.is_file():
+    local = ctx.root / ctx.m.classnames_from / "classnames.txt" if ctx.m.classnames_from else None
+    if local is not None and local.is_file():
         _atomic_copy(local, dest)
         ctx.result.actions.append(f"copied {local} -> {dest}")
         return
@@ -255,57 +240,14 @@ def _classnames(ctx: _Ctx, files: dict[str, Path]) -> None:
     _place(ctx, {"classnames.txt": path})
 
 
-def _classnames_step() -> Step:
-    return Step(("classnames.txt",), (), _classnames)
-
-
-def _steps(m: DatasetManifest) -> list[Step]:
-    s = m.stem
-    if s == "imagenet":
-        return [_classnames_step(),
-                Step(("images/train/",), ("ILSVRC2012_img_train.tar",), _imagenet_train),
-                Step(("images/val/",), ("ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"), _imagenet_val)]
-    if s == "caltech101":
-        return [Step(("101_ObjectCategories/",), ("101_ObjectCategories.tar.gz",), _extract("101_ObjectCategories")),
-                _split_step(m)]
-    if s == "oxford_pets":
-        return [Step(("images/",), ("images.tar.gz",), _extract("images")),
-                Step(("annotations/",), ("annotations.tar.gz",), _extract("annotations"), optional=True),
-                _split_step(m)]
-    if s == "stanford_cars":
-        return [Step(("cars_train/",), ("cars_train.tgz",), _extract("cars_train")),
-                Step(("cars_test/",), ("cars_test.tgz",), _extract("cars_test")),
-                Step(("devkit/",), ("car_devkit.tgz",), _extract("devkit"), optional=True),
-                Step(("cars_test_annos_withlabels.mat",), ("cars_test_annos_withlabels.mat",), _place,
-                     optional=True),
-                _split_step(m)]
-    if s == "oxford_flowers":
-        return [Step(("jpg/",), ("102flowers.tgz",), _extract("jpg")),
-                Step(("imagelabels.mat",), ("imagelabels.mat",), _place, optional=True),
-                Step(("cat_to_name.json",), ("cat_to_name.json",), _place, optional=True),
-                _split_step(m)]
-    if s == "food101":
-        return [Step(("images/",), ("food-101.tar.gz",), _extract(m.folder, into_root=True)), _split_step(m)]
-    if s == "fgvc_aircraft":
-        return [Step(m.required, ("fgvc-aircraft-2013b.tar.gz",), _extract_contents("fgvc-aircraft-2013b/data"))]
-    if s == "sun397":
-        return [Step(("SUN397/",), ("SUN397.tar.gz",), _extract("SUN397")),
-                Step(m.raw, ("Partitions.zip",), _extract_flat(m.raw), optional=True),
-                _split_step(m)]
-    if s == "dtd":
-        return [Step(("images/",), ("dtd-r1.0.1.tar.gz",), _extract(m.folder, into_root=True)), _split_step(m)]
-    if s == "eurosat":
-        return [Step(("2750/",), ("EuroSAT.zip",), _extract("2750")), _split_step(m)]
-    if s == "ucf101":
-        return [Step(("UCF-101-midframes/",), ("UCF-101-midframes.zip",), _extract("UCF-101-midframes")),
-                _split_step(m)]
-    if s == "imagenetv2":
-        return [Step((m.image_dir + "/",), ("imagenetv2-matched-frequency.tar.gz",), _extract(m.image_dir)),
-                _classnames_step()]
-    if s in ("imagenet_sketch", "imagenet_a", "imagenet_r"):
-        archive = next(x.file for x in m.sources if x.file != "classnames.txt")
-        return [Step((m.image_dir + "/",), (archive,), _extract(m.image_dir)), _classnames_step()]
-    raise DatasetError(f"no prepare steps for {m.name}")  # pragma: no cover - every manifest has steps
+def _steps(m: DatasetSpec, given: set[str]) -> list[PrepareStep]:
+    """The spec's default steps, each replaced by its variant for a given option (--videos ...)."""
+    for option in sorted(given):
+        if not any(s.option == option for s in m.prepare):
+            takes = [spec.stem for spec in all_specs() if any(s.option == option for s in spec.prepare)]
+            raise DatasetError(f"--{option.replace('_', '-')} applies to {', '.join(takes)} only")
+    chosen = {s.products: s for s in m.prepare if s.option in given}
+    return [chosen.get(s.products, s) for s in m.prepare if s.option is None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +256,7 @@ def default_download_dir(root: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / DOWNLOAD_DIRNAME
 
 
-def manual_steps(m: DatasetManifest, missing: list[Source], root: str, download_dir: Path,
+def manual_steps(m: DatasetSpec, missing: list[Source], root: str, download_dir: Path,
                  optional: list[Source] = ()) -> str:
     """What a person must do: which files, where from, where to put them, the target layout."""
     lines = [f"{m.name} needs files that cannot be downloaded automatically:"]
@@ -348,7 +290,10 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = 
     of the original videos to take the middle frames from (instead of CoOp's mid-frames zip).
     ``val_labels``: ImageNet only, a file mapping val images to wnids (instead of the devkit).
     """
-    m = get_manifest(name)
+    m = get_spec(name)
+    if not m.prepare:
+        why = "it is generated on first use" if m.builtin_demo else "its spec lists no prepare steps"
+        raise DatasetError(f"{m.name} has nothing to download: {why}.")
     root_s = os.fspath(root)
     if not root_s:
         raise DatasetError("no data root: pass --root DIR or set DATA")
@@ -358,22 +303,14 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = 
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     dl = Path(download_dir) if download_dir else default_download_dir(root_p)
     fetcher = Fetcher(dl, mirror, progress)
-    ctx = _Ctx(m, root_p, ddir, fetcher, keep_archives, result,
-               {"videos": videos, "val_labels": val_labels})
-    steps = _steps(m)
-    if videos is not None:
-        if m.stem != "ucf101":
-            raise DatasetError("--videos applies to ucf101 only")
-        steps[0] = Step(("UCF-101-midframes/",), (), _midframes_from_videos)
-    if val_labels is not None:
-        if m.stem != "imagenet":
-            raise DatasetError("--val-labels applies to imagenet only")
-        steps[2] = Step(("images/val/",), ("ILSVRC2012_img_val.tar",), _imagenet_val)
+    options = {"videos": videos, "val_labels": val_labels}
+    ctx = _Ctx(m, root_p, ddir, fetcher, keep_archives, result, options)
+    steps = _steps(m, {k for k, v in options.items() if v is not None})
 
     manual: list[Source] = []
     optional_manual: list[Source] = []
     for step in steps:
-        if step.done(ddir):
+        if _done(step, ddir):
             continue
         ddir.mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
@@ -397,8 +334,8 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = 
             else:
                 manual.extend(by_hand)
             continue
-        step.action(ctx, files)
-        if not step.done(ddir):
+        ACTIONS[step.action](ctx, files, *step.args)
+        if not _done(step, ddir):
             missing = [p for p in step.products if not (ddir / p.rstrip("/")).exists()]
             raise DatasetError(f"{m.name}: after using {', '.join(step.sources) or 'the given files'}, "
                                f"{', '.join(str(ddir / p) for p in missing)} still missing; the archive layout "
@@ -607,3 +544,11 @@ def _midframes_from_videos(ctx: _Ctx, files: dict[str, Path]) -> None:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     ctx.result.actions.append(f"wrote the middle frames of {len(videos)} videos -> {ctx.ddir / 'UCF-101-midframes'}")
+
+
+# The actions a spec's prepare steps name.
+ACTIONS: dict[str, Callable[..., None]] = {
+    "place": _place, "extract": _extract, "extract_contents": _extract_contents, "extract_flat": _extract_flat,
+    "classnames": _classnames, "imagenet_train": _imagenet_train, "imagenet_val": _imagenet_val,
+    "midframes_from_videos": _midframes_from_videos,
+}

@@ -1,11 +1,11 @@
-"""Check a dataset folder against its manifest: layout, classes, split sizes, images.
+"""Check a dataset folder against its spec: layout, classes, split sizes, images.
 
 Fast by default: folders are listed with ``os.scandir`` (one listing per folder, not one
 ``stat`` per image) and images get a header check only (PIL parses the header; the last
 bytes must hold the JPEG/PNG end marker, and only files failing that are decoded to
 confirm). ``deep=True`` decodes every image.
 
-The library returns :class:`VerifyReport` objects; the CLI (cli_data.py) prints them.
+The library returns :class:`VerifyReport` objects; the CLI (mmrl.datatools.cli) prints them.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import repeat
 
 from mmrl.data.resources import read_lines
-from mmrl.datasets.manifest import DatasetManifest, all_manifests, get_manifest
+from mmrl.datasets.registry import all_specs, get_spec
+from mmrl.datasets.spec import DatasetSpec
 from mmrl.errors import DatasetError
 
 log = logging.getLogger("mmrl.data")
@@ -57,7 +58,7 @@ class VerifyReport:
         return d
 
 
-def prepare_command(m: DatasetManifest, root: str) -> str:
+def prepare_command(m: DatasetSpec, root: str) -> str:
     return f"mmrl data prepare {m.stem} --root {root or '$DATA'}"
 
 
@@ -199,9 +200,9 @@ def check_images(paths: list[str], *, deep: bool = False, workers: int | None = 
 # ---------------------------------------------------------------------------------------------
 # Per-kind checks. Each fills report.counts and returns the image paths to check.
 
-def _check_split_json(m: DatasetManifest, ddir: str, report: VerifyReport, root: str,
+def _check_split_json(m: DatasetSpec, ddir: str, report: VerifyReport, root: str,
                       cache: _DirCache) -> list[str]:
-    path = os.path.join(ddir, m.split_json)
+    path = os.path.join(ddir, m.split_file)
     redownload = f"delete {path} and run `{prepare_command(m, root)}` to fetch the published split"
     try:
         with open(path, encoding="utf-8") as f:
@@ -259,7 +260,7 @@ def _check_split_json(m: DatasetManifest, ddir: str, report: VerifyReport, root:
     return images
 
 
-def _check_fgvc(m: DatasetManifest, ddir: str, report: VerifyReport, root: str, cache: _DirCache) -> list[str]:
+def _check_variant_lists(m: DatasetSpec, ddir: str, report: VerifyReport, root: str, cache: _DirCache) -> list[str]:
     fix = f"re-extract the archive: `{prepare_command(m, root)}` (after deleting {ddir})"
     variants = _lines(os.path.join(ddir, "variants.txt"))
     if variants is None:
@@ -325,7 +326,7 @@ def _check_numbered_folders(folder: str, dirs: list[str], wnids: list[str] | Non
                    "use imagenet/classnames.txt (1000 lines, sorted by wnid)")
 
 
-def _check_wnid_folders(m: DatasetManifest, folder: str, dirs: list[str], wnids: list[str] | None,
+def _check_wnid_folders(m: DatasetSpec, folder: str, dirs: list[str], wnids: list[str] | None,
                         classnames_path: str, report: VerifyReport, fix: str, strict: bool) -> None:
     """ImageNet, -Sketch, -A, -R: folders are wnids (all of the expected list when strict, else a subset)."""
     expected = set(read_lines(m.class_list)) if m.class_list else None
@@ -345,7 +346,7 @@ def _check_wnid_folders(m: DatasetManifest, folder: str, dirs: list[str], wnids:
                        "use CoOp's imagenet/classnames.txt (1000 wnids)")
 
 
-def _check_folders(m: DatasetManifest, ddir: str, report: VerifyReport, root: str, strict: bool) -> list[str]:
+def _check_folders(m: DatasetSpec, ddir: str, report: VerifyReport, root: str, strict: bool) -> list[str]:
     """ImageNet and its four variants: one folder per class, no split JSON."""
     fix = f"`{prepare_command(m, root)}` (or see the expected layout it prints)"
     classnames_path = os.path.join(ddir, "classnames.txt")
@@ -354,8 +355,8 @@ def _check_folders(m: DatasetManifest, ddir: str, report: VerifyReport, root: st
     img_root = os.path.join(ddir, m.image_dir)
     if not os.path.isdir(img_root):
         return []
-    # ImageNet: train/ -> train, val/ -> test; the variants: all class folders -> test.
-    parts = (("train", "train"), ("test", "val")) if m.stem == "imagenet" else (("test", ""),)
+    # (split, subfolder): ImageNet's train/ -> train and val/ -> test; a variant's folders -> test
+    parts = m.verify_parts
     images: list[str] = []
     first: tuple[str, list[str]] | None = None
     for key, sub in parts:
@@ -368,7 +369,7 @@ def _check_folders(m: DatasetManifest, ddir: str, report: VerifyReport, root: st
         images.extend(paths)
         if empty:
             report.add(f"{folder}: {len(empty)} empty class folder(s): {_examples(empty)}", fix)
-        if m.stem == "imagenetv2":
+        if m.numbered_classes:
             _check_numbered_folders(folder, dirs, wnids, classnames_path, report, fix)
         else:
             _check_wnid_folders(m, folder, dirs, wnids, classnames_path, report, fix, strict)
@@ -385,7 +386,7 @@ def _check_folders(m: DatasetManifest, ddir: str, report: VerifyReport, root: st
 
 # ---------------------------------------------------------------------------------------------
 
-def _check_required(m: DatasetManifest, ddir: str, report: VerifyReport, root: str) -> None:
+def _check_required(m: DatasetSpec, ddir: str, report: VerifyReport, root: str) -> None:
     missing = []
     for rel in m.required:
         p = os.path.join(ddir, rel.rstrip("/"))
@@ -402,8 +403,8 @@ def _check_required(m: DatasetManifest, ddir: str, report: VerifyReport, root: s
                             f"to regenerate it")
 
 
-def _compare_sizes(m: DatasetManifest, report: VerifyReport, expected: Mapping[str, int | None], root: str) -> None:
-    where = m.split_json or ("images_variant_*.txt" if m.stem == "fgvc_aircraft" else "the class folders")
+def _compare_sizes(m: DatasetSpec, report: VerifyReport, expected: Mapping[str, int | None], root: str) -> None:
+    where = m.split_file or m.split_where or "the class folders"
     wrong = []
     for key in SIZE_KEYS:
         want = expected.get(key)
@@ -413,8 +414,8 @@ def _compare_sizes(m: DatasetManifest, report: VerifyReport, expected: Mapping[s
         if have != want:
             wrong.append(f"{key} {have:,} (expected {want:,})")
     if wrong:
-        if m.split_json:
-            fix = (f"use the published split: delete {os.path.join(report.dataset_dir, m.split_json)} and run "
+        if m.split_file:
+            fix = (f"use the published split: delete {os.path.join(report.dataset_dir, m.split_file)} and run "
                    f"`{prepare_command(m, root)}`")
         else:
             fix = f"the folder is incomplete or has extra files: re-extract it with `{prepare_command(m, root)}`"
@@ -431,7 +432,7 @@ def verify_dataset(name: str, root: str | os.PathLike, *, deep: bool = False, im
     ``expected`` overrides single values (keys classes/train/val/test, None = skip), e.g. for
     a synthetic copy. ``images=False`` skips opening images; ``deep`` decodes each one.
     """
-    m = get_manifest(name)
+    m = get_spec(name)
     root_s = os.fspath(root)
     ddir = os.path.join(os.path.abspath(os.path.expanduser(root_s)), m.folder)
     report = VerifyReport(m.name, m.stem, ddir)
@@ -442,12 +443,15 @@ def verify_dataset(name: str, root: str | os.PathLike, *, deep: bool = False, im
         return report
     _check_required(m, ddir, report, root_s)
     cache = _DirCache()
-    if m.split_json:
+    if m.verify_kind == "split_json":
         paths = _check_split_json(m, ddir, report, root_s, cache)
-    elif m.stem == "fgvc_aircraft":
-        paths = _check_fgvc(m, ddir, report, root_s, cache)
-    else:
+    elif m.verify_kind == "variant_lists":
+        paths = _check_variant_lists(m, ddir, report, root_s, cache)
+    elif m.verify_kind == "class_folders":
         paths = _check_folders(m, ddir, report, root_s, strict=check_sizes and expected is None)
+    else:
+        raise DatasetError(f"dataset spec {m.name}: unknown verify check {m.verify_kind!r} "
+                           f"(split_json, variant_lists or class_folders)")
     want: dict[str, int | None] = dict(m.sizes()) if check_sizes else {}
     if expected is not None:
         want.update({k: v for k, v in expected.items() if k in SIZE_KEYS})
@@ -467,11 +471,11 @@ def verify_all(root: str | os.PathLike, names: Iterable[str] | None = None, **kw
     """Reports for ``names``, or for every dataset whose folder exists under ``root``."""
     root_abs = os.path.abspath(os.path.expanduser(os.fspath(root)))
     if names:
-        chosen = [get_manifest(n) for n in names]
+        chosen = [get_spec(n) for n in names]
     else:
-        chosen = [m for m in all_manifests() if os.path.isdir(os.path.join(root_abs, m.folder))]
+        chosen = [m for m in all_specs() if os.path.isdir(os.path.join(root_abs, m.folder))]
         if not chosen:
             raise DatasetError(f"no dataset folders under {root_abs} (expected some of: "
-                               f"{', '.join(m.folder for m in all_manifests())}). Pass the right --root or set DATA, "
+                               f"{', '.join(m.folder for m in all_specs())}). Pass the right --root or set DATA, "
                                f"or create them with `mmrl data prepare <dataset> --root {os.fspath(root)}`.")
     return [verify_dataset(m.name, root, **kwargs) for m in chosen]
