@@ -1,4 +1,4 @@
-"""Configuration: Dassl key names plus the MMRL / MMRL++ keys, layered with provenance.
+"""Configuration: Dassl key names plus each method's block (TRAINER.<NAME>), layered with provenance.
 
 Layers, later wins (docs/protocol.md#one-run): defaults < dataset YAML < trainer YAML < per-dataset
 overrides file < CLI named options < CLI ``KEY VALUE`` opts.  Every resolved key remembers
@@ -26,7 +26,6 @@ TASKS = ("B2N", "FS", "CD")
 SUBSAMPLE_MODES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 TEST_PRECISIONS = ("fp32", "amp", "bf16")
-TRAINER_NAMES = ("MMRL", "MMRLpp", "ZeroshotCLIP")
 
 # Keys that say where things are or how chatty a run is, not what it computes: left out of
 # the config hash so that moving the data root or the output tree keeps runs "complete".
@@ -67,21 +66,8 @@ def config_path(path: str | os.PathLike) -> Path:
     return shipped if shipped.is_file() else p
 
 
-def _mmrl_block(extra: dict | None = None) -> CN:
-    node = CN()
-    node.ALPHA = 0.7
-    node.REG_WEIGHT = 1.0
-    node.REP_LAYERS = []
-    node.REP_DIM = 512
-    node.N_REP_TOKENS = 5
-    node.PREC = "fp16"
-    for k, v in (extra or {}).items():
-        setattr(node, k, v)
-    return node
-
-
 def get_default_config() -> CN:
-    """Dassl's defaults (the keys the protocol and the authors' YAMLs use) + MMRL keys."""
+    """Dassl's defaults (the keys the protocol and the authors' YAMLs use) + our keys and the methods' blocks."""
     c = CN()
     c.VERSION = 1
     c.OUTPUT_DIR = "./output"
@@ -214,11 +200,20 @@ def get_default_config() -> CN:
 
     c.TRAINER = CN()
     c.TRAINER.NAME = ""
-    c.TRAINER.MMRL = _mmrl_block()
-    c.TRAINER.MMRLpp = _mmrl_block({"BETA": 0.9, "PROJ_LORA_DIM": 64, "RES_LORA_DIM": 4})
-    c.TRAINER.ZeroshotCLIP = CN()
-    c.TRAINER.ZeroshotCLIP.PREC = "fp16"
+    for m in _methods():  # each method's block, TRAINER.<NAME>
+        if m.block_key not in c.TRAINER:
+            c.TRAINER[m.block_key] = m.config_block()
     return c
+
+
+def _methods():
+    from mmrl.trainers import registry  # the methods import this module's constants
+    return registry.methods()
+
+
+def _method(name: str):
+    from mmrl.trainers import registry
+    return registry.get(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,14 +345,10 @@ def read_yaml_mapping(p: Path) -> dict[str, Any]:
     return data
 
 
-# The trainers with per-dataset settings; ZeroshotCLIP trains nothing and has none.
-TRAINERS_WITH_OVERRIDES = ("MMRL", "MMRLpp")
-
-
 def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str, Any], Path | None]:
     """The override keys for (trainer, task, dataset) from overrides/<TRAINER>.yaml ({} when that
     file has no entry for them).  A missing file is an error: the run would silently lose them."""
-    if trainer not in TRAINERS_WITH_OVERRIDES:
+    if not _method(trainer).has_overrides:
         return {}, None
     path = configs_dir() / "overrides" / f"{trainer}.yaml"
     if not path.is_file():
@@ -417,10 +408,8 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
     trainer = args.trainer or b.get("TRAINER.NAME")
     if args.trainer:
         b.set("TRAINER.NAME", args.trainer, "cli --trainer")
-    if trainer and trainer not in TRAINER_NAMES:
-        close = difflib.get_close_matches(trainer, TRAINER_NAMES, n=1)
-        hint = f" Did you mean {close[0]}?" if close else ""
-        raise ConfigError(f"--trainer {trainer!r} is not known; choose one of {', '.join(TRAINER_NAMES)}.{hint}")
+    if trainer:
+        _method(trainer)  # known, else a ConfigError listing the registered ones
 
     task = _opts_value(args.opts, "TASK") or b.get("TASK")
     if not task:
@@ -458,15 +447,10 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
 
     b.merge_opts(list(args.opts))
     cfg = b.cfg
-    validate(cfg, trains=not args.eval_only and cfg.TRAINER.NAME != "ZeroshotCLIP",
-             provenance=b.provenance)
+    trains = not args.eval_only and (not cfg.TRAINER.NAME or _method(cfg.TRAINER.NAME).trains)
+    validate(cfg, trains=trains, provenance=b.provenance)
     cfg.freeze()
     return ResolvedConfig(cfg, b.provenance)
-
-
-def trainer_block(cfg: CN) -> CN | None:
-    name = cfg.TRAINER.NAME
-    return cfg.TRAINER[name] if name in ("MMRL", "MMRLpp") else None
 
 
 # Enumerated keys: the values this harness implements. Dassl accepts more for some of them
@@ -475,9 +459,6 @@ def trainer_block(cfg: CN) -> CN | None:
 ENUMERATED = {
     "TASK": TASKS,
     "DATASET.SUBSAMPLE_CLASSES": SUBSAMPLE_MODES,
-    "TRAINER.MMRL.PREC": PRECISIONS,
-    "TRAINER.MMRLpp.PREC": PRECISIONS,
-    "TRAINER.ZeroshotCLIP.PREC": PRECISIONS,
     "TEST.PREC": TEST_PRECISIONS,
     "INPUT.INTERPOLATION": ("bilinear", "bicubic", "nearest"),
     "DATALOADER.TRAIN_X.SAMPLER": ("RandomSampler",),
@@ -510,6 +491,11 @@ def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None 
     flat = flatten(cfg)
     for key, allowed in ENUMERATED.items():
         _check_choice(key, flat[key], allowed, prov)
+    for m in _methods():
+        for key, allowed in m.enumerated_keys().items():
+            full = f"TRAINER.{m.block_key}.{key}"
+            _check_choice(full, flat[full], allowed, prov)
+        m.validate(cfg.TRAINER[m.block_key])
     if trains:
         for key, allowed in ENUMERATED_TRAINING.items():
             _check_choice(key, flat[key], allowed, prov, " by the MMRL protocol's training loop")
@@ -529,16 +515,6 @@ def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None 
     if unknown:
         raise ConfigError(f"INPUT.TRANSFORMS has unsupported {unknown} (set by "
                           f"{prov.get('INPUT.TRANSFORMS', 'default')}); supported: {', '.join(TRANSFORM_NAMES)}.")
-    for name in ("MMRL", "MMRLpp"):
-        blk = cfg.TRAINER[name]
-        where = f"TRAINER.{name}"
-        layers = list(blk.REP_LAYERS)
-        if layers and (layers != sorted(set(layers)) or min(layers) < 1):
-            raise ConfigError(f"{where}.REP_LAYERS must be sorted, unique, 1-based layer numbers; got {layers}")
-        if blk.N_REP_TOKENS < 1 or blk.REP_DIM < 1:
-            raise ConfigError(f"{where}.N_REP_TOKENS and REP_DIM must be positive")
-        if not 0.0 <= blk.ALPHA <= 1.0:
-            raise ConfigError(f"{where}.ALPHA must lie in [0, 1]; got {blk.ALPHA}")
     if cfg.DATALOADER.TRAIN_X.BATCH_SIZE < 1 or cfg.DATALOADER.TEST.BATCH_SIZE < 1:
         raise ConfigError("DATALOADER.TRAIN_X.BATCH_SIZE and DATALOADER.TEST.BATCH_SIZE must be >= 1")
     if cfg.OPTIM.MAX_EPOCH < 1:
@@ -564,9 +540,26 @@ def config_to_dict(cfg: CN) -> dict[str, Any]:
     return conv(cfg)
 
 
+def _other_blocks(flat: dict[str, Any]) -> set[str]:
+    """The keys of other methods' blocks, which do not change what this run computes (the blocks
+    of the methods flagged ``block_in_every_hash`` excepted: runs recorded before methods were
+    plug-ins hashed them, and keep their hash)."""
+    from mmrl.trainers import registry
+    name = flat.get("TRAINER.NAME") or ""
+    own = registry.get(name).block_key if name in registry.names() else name
+    skip = {f"TRAINER.{m.block_key}." for m in _methods() if not m.block_in_every_hash and m.block_key != own}
+    return {k for k in flat if any(k.startswith(p) for p in skip)}
+
+
+def identity(flat: dict[str, Any]) -> dict[str, Any]:
+    """The flat config keys the config hash covers."""
+    drop = set(NON_IDENTITY_KEYS) | _other_blocks(flat)
+    return {k: v for k, v in flat.items() if k not in drop}
+
+
 def config_hash(cfg: CN, run: dict[str, Any] | None = None) -> str:
     """A short stable hash of what a run computes (not of where it reads and writes)."""
-    flat = {k: v for k, v in flatten(cfg).items() if k not in NON_IDENTITY_KEYS}
+    flat = identity(flatten(cfg))
     flat = {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
     payload = {"config": flat, "run": run or {}}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
@@ -578,8 +571,9 @@ def changed_keys(recorded: dict[str, Any], cfg: CN | dict[str, Any], ignore: Ite
     between a recorded config (``config_to_dict`` form) and ``cfg`` (a config or another record's)."""
     def norm(v: Any) -> str:
         return json.dumps(list(v) if isinstance(v, tuple) else v, sort_keys=True, default=str)
-    old, new = _flatten_plain(recorded), flatten(cfg) if isinstance(cfg, CN) else _flatten_plain(cfg)
-    keys = sorted((set(old) | set(new)) - set(NON_IDENTITY_KEYS) - set(ignore))
+    old = identity(_flatten_plain(recorded))
+    new = identity(flatten(cfg) if isinstance(cfg, CN) else _flatten_plain(cfg))
+    keys = sorted((set(old) | set(new)) - set(ignore))
     missing = "<absent>"
     return [(k, old.get(k, missing), new.get(k, missing)) for k in keys
             if k not in old or k not in new or norm(old[k]) != norm(new[k])]

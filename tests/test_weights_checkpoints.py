@@ -13,7 +13,10 @@ from mmrl.engine import rundir
 from mmrl.errors import CheckpointError, WeightsError
 from mmrl.models.mmrl import ArchSpec, MultiModalRepresentationLearner
 from mmrl.models.prompts import Prompts
+from mmrl.trainers.mmrl import MMRL, authors_arch, trainable_state
 from mmrl.utils.download import sha256_file
+
+MMRL_FOLDER = MMRL.model_folder
 
 
 @pytest.fixture(scope="module")
@@ -120,17 +123,17 @@ def test_authors_checkpoint_imports(tmp_path, tiny_clip, trainer):
     with torch.no_grad():
         for p in src.parameters():
             p.add_(torch.randn_like(p))
-    folder = tmp_path / "run" / rundir.MODEL_FOLDER
+    folder = tmp_path / "run" / MMRL_FOLDER
     folder.mkdir(parents=True)
     authors_file(folder / "model.pth.tar-10", src, tiny_clip)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(folder / "model.pth.tar-10", weights_only=True)  # why a restricted unpickler is needed
     path = rundir.find_checkpoint(tmp_path / "run")
     sd, arch, epoch = ckpt.read_for_eval(path)
-    arch = ckpt.authors_arch(sd, ArchSpec(trainer=trainer, backbone="tiny-test").to_dict())
+    arch = authors_arch(sd, ArchSpec(trainer=trainer, backbone="tiny-test").to_dict())
     assert arch["rep_dim"] == 64 and arch["trainer"] == trainer and epoch == 10
     dst = MultiModalRepresentationLearner(ArchSpec.from_dict(arch), tiny_clip, prompts)
-    dst.load_state_dict(ckpt.trainable_state(sd, dict(dst.state_dict())))
+    dst.load_state_dict(trainable_state(sd, dict(dst.state_dict())))
     for k, v in src.state_dict().items():
         assert torch.equal(dst.state_dict()[k], v)
 
@@ -147,7 +150,7 @@ def test_shape_mismatch_names_key_and_cause(tiny_clip):
     big = MultiModalRepresentationLearner(ArchSpec(rep_dim=2048, backbone="tiny-test"), tiny_clip, prompts)
     small = MultiModalRepresentationLearner(ArchSpec(rep_dim=512, backbone="tiny-test"), tiny_clip, prompts)
     with pytest.raises(CheckpointError, match=r"compound_rep_tokens.*\(5, 2048\) vs model \(5, 512\).*REP_DIM"):
-        ckpt.trainable_state(big.state_dict(), dict(small.state_dict()))
+        trainable_state(big.state_dict(), dict(small.state_dict()))
 
 
 def test_load_epoch_and_missing(tmp_path):
@@ -157,7 +160,7 @@ def test_load_epoch_and_missing(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint found"):
         rundir.find_checkpoint(tmp_path / "run")
     for e in (5, 10):
-        ckpt.save_checkpoint(tmp_path / "run", state_dict={"x": torch.ones(1) * e}, epoch=e, arch={})
+        ckpt.save_checkpoint(tmp_path / "run", folder=MMRL_FOLDER, state_dict={"x": torch.ones(1) * e}, epoch=e, arch={})
     assert rundir.find_checkpoint(tmp_path / "run").name == "model.pth.tar-10"
     assert rundir.find_checkpoint(tmp_path / "run", 5).name == "model.pth.tar-5"
     with pytest.raises(CheckpointError, match="--load-epoch 7"):
@@ -165,7 +168,7 @@ def test_load_epoch_and_missing(tmp_path):
 
 
 def test_checkpoint_pointer_outside_the_folder_is_refused(tmp_path):
-    ckpt.save_checkpoint(tmp_path / "run", state_dict={"x": torch.ones(1)}, epoch=1, arch={})
-    (tmp_path / "run" / rundir.MODEL_FOLDER / "checkpoint").write_text("../../elsewhere/model.pth.tar-9\n")
+    ckpt.save_checkpoint(tmp_path / "run", folder=MMRL_FOLDER, state_dict={"x": torch.ones(1)}, epoch=1, arch={})
+    (tmp_path / "run" / MMRL_FOLDER / "checkpoint").write_text("../../elsewhere/model.pth.tar-9\n")
     with pytest.raises(CheckpointError, match="not a checkpoint file in"):
         rundir.find_checkpoint(tmp_path / "run")

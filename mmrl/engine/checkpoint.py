@@ -31,14 +31,14 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def save_checkpoint(run_dir: str | os.PathLike, *, state_dict: dict, epoch: int, arch: dict,
+def save_checkpoint(run_dir: str | os.PathLike, *, folder: str, state_dict: dict, epoch: int, arch: dict,
                     optimizer: dict | None = None, scheduler: dict | None = None) -> Path:
-    path = rundir.model_folder(run_dir) / f"model.pth.tar-{epoch}"
+    path = rundir.model_folder(run_dir, folder) / f"model.pth.tar-{epoch}"
     atomic_torch_save({
         "format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "epoch": epoch, "optimizer": optimizer, "scheduler": scheduler, "val_result": None, "arch": arch,
     }, path)
-    rundir.write_checkpoint_pointer(run_dir, path)
+    rundir.write_checkpoint_pointer(path)
     return path
 
 
@@ -108,50 +108,11 @@ def load_resume_file(path: Path, run_dir: str | os.PathLike) -> dict:
     return state
 
 
-def trainable_state(sd: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Pick our trainable keys out of a (possibly full-model) state dict, checking shapes."""
-    sd = {k.removeprefix("module."): v for k, v in sd.items() if "prompt_embeddings" not in k}
-    missing = [k for k in wanted if k not in sd]
-    if missing:
-        raise CheckpointError(f"checkpoint lacks trainable tensors {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
-                              f"it was made for another trainer or architecture.")
-    out = {}
-    for k, ref in wanted.items():
-        v = sd[k]
-        if tuple(v.shape) != tuple(ref.shape):
-            hint = ""
-            if "compound_rep_tokens" in k or "r2vproj" in k or "r2tproj" in k:
-                hint = (" The representation dimension differs: REP_DIM must be the value the checkpoint was "
-                        "trained with (e.g. 512 for the ImageNet CD model, while EuroSAT's B2N override is 2048).")
-            raise CheckpointError(f"shape mismatch for {k}: checkpoint {tuple(v.shape)} vs model {tuple(ref.shape)}.{hint}")
-        out[k] = v.float()
-    return out
-
-
-def authors_arch(sd: dict[str, torch.Tensor], fallback: dict) -> dict:
-    """Infer the architecture of an authors' checkpoint from its tensor shapes."""
-    arch = dict(fallback)
-    tok = sd.get("representation_learner.compound_rep_tokens")
-    if tok is not None:
-        arch["n_rep_tokens"], arch["rep_dim"] = int(tok.shape[0]), int(tok.shape[1])
-    if any(k.startswith("representation_learner.srra_") for k in sd):
-        arch["trainer"] = "MMRLpp"
-        b = sd.get("image_encoder.B")
-        if b is not None:
-            arch["proj_lora_dim"] = int(b.shape[0])
-        a0 = sd.get("representation_learner.srra_r2vproj.srra.0.A")
-        if a0 is not None:
-            arch["res_lora_dim"] = int(a0.shape[1])
-    elif any(k.startswith("representation_learner.compound_rep_tokens_r2vproj") for k in sd):
-        arch["trainer"] = "MMRL"
-    return arch
-
-
 def read_for_eval(path: Path) -> tuple[dict[str, torch.Tensor], dict, int | None]:
-    """(state_dict, arch, epoch) from our file or an authors' Dassl file."""
+    """(state_dict, arch, epoch) from our file or an authors' Dassl file (arch {}: the method
+    reads it from the tensors)."""
     ck = load_checkpoint_file(path)
     if not isinstance(ck, dict) or "state_dict" not in ck:
         raise CheckpointError(f"{path} is not a checkpoint (no 'state_dict' key)")
     sd = ck["state_dict"]
-    arch = ck.get("arch") or authors_arch(sd, {})
-    return sd, arch, ck.get("epoch")
+    return sd, ck.get("arch") or {}, ck.get("epoch")

@@ -32,6 +32,7 @@ from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
 from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
+from mmrl.trainers import registry
 from mmrl.utils.rng import deterministic_requested
 
 log = logging.getLogger("mmrl.engine")
@@ -170,7 +171,7 @@ class Run:
         if not (self.args.eval_only and self.args.model_dir and loaded.get("sha256")):
             return None
         try:
-            path = rundir.find_checkpoint(self.args.model_dir, self.args.load_epoch)
+            path = rundir.find_checkpoint(self.args.model_dir, self.args.load_epoch, self._model_folder)
         except CheckpointError:
             return None  # the training is gone: the record still says what was evaluated
         now = rundir.file_sha256(path)
@@ -191,6 +192,10 @@ class Run:
         return (f"To start over, use another --output-dir or move this one aside (`mv {self.out} {self.out}.old`); "
                 f"to continue it, rerun the command that made it (its argv is in {RECORD_NAME}).")
 
+    @property
+    def _model_folder(self) -> str:
+        return registry.get(self.cfg.TRAINER.NAME).model_folder
+
     def check_model_dir(self) -> None:
         """--eval-only: refuse a --model-dir whose training (our record.json) is not complete."""
         a = self.args
@@ -200,7 +205,7 @@ class Run:
         if train is None or train.get("status") == "complete":
             return
         try:
-            found = rundir.checkpoint_epoch(rundir.find_checkpoint(a.model_dir, a.load_epoch))
+            found = rundir.checkpoint_epoch(rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder))
         except CheckpointError:
             found = None
         expected = ((train.get("config") or {}).get("OPTIM") or {}).get("MAX_EPOCH")
@@ -269,7 +274,7 @@ class Run:
         """Header, data, model and (eval) weights: everything before training or testing."""
         from mmrl.engine.trainer import Trainer
         self.print_header()
-        eval_only = self.args.eval_only or self.cfg.TRAINER.NAME == "ZeroshotCLIP"
+        eval_only = self.args.eval_only or not registry.get(self.cfg.TRAINER.NAME).trains
         self.trainer = t = Trainer(self.cfg, self.out, eval_only=eval_only, model_dir=self.args.model_dir,
                                    load_epoch=self.args.load_epoch)
         self.record["precision"] = t.precision
@@ -280,9 +285,8 @@ class Run:
         self.record["params"] = t.parameter_counts()
         if t.backbone_info is not None:
             self.record["backbone"] = vars(t.backbone_info)
-        if t.eval_only and t.loaded_checkpoint is not None:
-            t.load_for_eval()
-            self.record["checkpoint"] = {k: t.loaded_checkpoint[k] for k in ("path", "sha256", "epoch")}
+        if t.loaded_checkpoint is not None:
+            self.record["checkpoint"] = t.loaded_checkpoint
 
     def execute(self) -> dict:
         t = self.trainer

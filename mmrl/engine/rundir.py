@@ -52,11 +52,11 @@ from typing import Any
 from mmrl.config import RunArgs, config_hash, resolve_config
 from mmrl.data.fileio import atomic_write_text
 from mmrl.errors import CheckpointError, RecordError
+from mmrl.trainers import registry
 from mmrl.utils.download import sha256_file
 
 RECORD_NAME = "record.json"
 SCHEMA = 1
-MODEL_FOLDER = "MultiModalRepresentationLearner"
 PREDICTIONS = "predictions.npz"
 RESUME_NAME = "resume.pth"
 LOCK_FDS_ENV = "MMRL_RUN_LOCK_FDS"  # comma-separated descriptors of run locks a parent process holds
@@ -113,8 +113,17 @@ def expected_hash(args: RunArgs) -> str:
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: where they are and which one an evaluation loads
 
-def model_folder(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / MODEL_FOLDER
+def model_folder(run_dir: str | os.PathLike, folder: str | None = None) -> Path:
+    """The run's model folder: ``folder`` (the method's, when it is known), else the one of the
+    registered methods' folders the run has (the first method's name when it has none)."""
+    if folder:
+        return Path(run_dir) / folder
+    names = registry.model_folders()
+    present = [n for n in names if (Path(run_dir) / n).is_dir()]
+    if len(present) > 1:
+        raise CheckpointError(f"{run_dir} holds the model folders of several methods ({', '.join(present)}); "
+                              f"a run directory belongs to one run. Move it aside.")
+    return Path(run_dir) / (present[0] if present else names[0])
 
 
 def checkpoint_epoch(path: Path) -> int | None:
@@ -122,10 +131,10 @@ def checkpoint_epoch(path: Path) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None) -> Path:
+def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None, folder: str | None = None) -> Path:
     """The file an evaluation of ``model_dir`` loads (ours or the authors'): ``--load-epoch``'s,
     else model-best, else the one the ``checkpoint`` file names, else the highest epoch."""
-    folder = model_folder(model_dir)
+    folder = model_folder(model_dir, folder)
     if not Path(model_dir).is_dir():
         raise CheckpointError(f"--model-dir {model_dir} does not exist; pass the run directory of a training run.")
     if not folder.is_dir():
@@ -156,9 +165,9 @@ def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None)
     return files[-1]
 
 
-def write_checkpoint_pointer(run_dir: str | os.PathLike, path: Path) -> None:
-    """Name ``path`` as the latest checkpoint (Dassl's ``checkpoint`` file)."""
-    atomic_write_text(model_folder(run_dir) / "checkpoint", path.name + "\n")
+def write_checkpoint_pointer(path: Path) -> None:
+    """Name ``path`` as the latest checkpoint of its folder (Dassl's ``checkpoint`` file)."""
+    atomic_write_text(path.parent / "checkpoint", path.name + "\n")
 
 
 _sha_cache: dict[tuple[str, int, int], str] = {}
@@ -173,19 +182,19 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _sha_cache[key]
 
 
-def checkpoint_sha256(model_dir: str | os.PathLike, load_epoch: int | None = None) -> str | None:
+def checkpoint_sha256(model_dir: str | os.PathLike, load_epoch: int | None = None,
+                      folder: str | None = None) -> str | None:
     """SHA-256 of the checkpoint an evaluation of ``model_dir`` would load now (None: there is none)."""
     try:
-        return file_sha256(find_checkpoint(model_dir, load_epoch))
+        return file_sha256(find_checkpoint(model_dir, load_epoch, folder))
     except CheckpointError:
         return None
 
 
 def state_files(out: Path) -> list[str]:
     """What a run left that a rerun would resume from or mix with (checkpoints, predictions)."""
-    folder = model_folder(out)
-    found = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
-    found = [f"{MODEL_FOLDER}/{n}" for n in found]
+    found = [f"{name}/{p.name}" for name in registry.model_folders() if (out / name).is_dir()
+             for p in sorted((out / name).iterdir()) if not p.name.startswith(".")]
     if (out / PREDICTIONS).is_file():
         found.append(PREDICTIONS)
     return found

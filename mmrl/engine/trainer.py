@@ -20,7 +20,6 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from mmrl.clip.backbone import BackboneInfo, image_size, shared_backbone
-from mmrl.config import trainer_block
 from mmrl.data.fileio import atomic_path
 from mmrl.engine import checkpoint as ckpt
 from mmrl.engine import rundir
@@ -30,11 +29,9 @@ from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.schedule import build_protocol_optimizer
 from mmrl.engine.train_step import TrainStep
 from mmrl.errors import CheckpointError, ConfigError, RunError
-from mmrl.models.init_order import ClipDims, reference_initial_state
-from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, count_parameters, select_test_logits
-from mmrl.models.prompts import Prompts
-from mmrl.models.zeroshot import ZeroshotCLIP
-from mmrl.utils.rng import configure_cuda, deterministic_requested, isolated_rng
+from mmrl.models.mmrl import count_parameters
+from mmrl.trainers import BuildContext, EvalCheckpoint, registry
+from mmrl.utils.rng import configure_cuda, deterministic_requested
 
 log = logging.getLogger("mmrl.engine")
 
@@ -91,48 +88,14 @@ def config_backbone(cfg, name: str):
     return clip, info
 
 
-def build_mmrl_model(cfg, spec: ArchSpec, prompts: Prompts, clip, device: torch.device, *,
-                     reference_init: bool) -> MultiModalRepresentationLearner:
-    """MMRL / MMRL++ of architecture ``spec`` over ``clip`` (already on ``device``), with the reference's
-    build lines. ``reference_init``: the initial trainables are the reference's build-time draws, in
-    its order (for training, so that a seed trains what it trains there;
-    docs/protocol.md#the-random-streams-of-a-run)."""
-    log.info("Building custom CLIP")
-    with isolated_rng():  # its own initialisers draw in another order than the reference's
-        model = MultiModalRepresentationLearner(spec, clip, prompts, Behaviour.from_cfg(cfg))
-    if reference_init:
-        model.load_state_dict(reference_initial_state(spec, ClipDims.of(clip)))
-    model = model.to(device)
-    log.info("Turning off gradients in both the image and the text encoder")
-    names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    log.info("Parameters to be updated: {%s}", ", ".join(repr(n) for n in names))
-    return model
-
-
-def read_eval_checkpoint(model_dir: str, load_epoch: int | None, current: ArchSpec) -> tuple[ArchSpec, dict]:
-    """Evaluation: the architecture comes from the checkpoint, never from the current dataset's overrides.
-
-    Returns the checkpoint's architecture and {"path", "state_dict", "epoch"}."""
+def read_eval_checkpoint(model_dir: str, load_epoch: int | None, folder: str) -> EvalCheckpoint:
+    """The checkpoint an evaluation of ``model_dir`` loads (ours or an official one)."""
     if not model_dir:
         raise CheckpointError("--eval-only needs --model-dir (the training run to evaluate); "
-                              "only ZeroshotCLIP evaluates without one.")
-    path = rundir.find_checkpoint(model_dir, load_epoch)
+                              "only a method that trains nothing evaluates without one.")
+    path = rundir.find_checkpoint(model_dir, load_epoch, folder)
     sd, arch, epoch = ckpt.read_for_eval(path)
-    if "backbone" not in arch:  # an authors' file: shapes from tensors, the rest from the config
-        arch = ckpt.authors_arch(sd, current.to_dict())
-    spec = ArchSpec.from_dict(arch)
-    if spec.trainer != current.trainer:
-        raise CheckpointError(f"{path} holds a {spec.trainer} model but --trainer is {current.trainer}")
-    if spec.rep_dim != current.rep_dim:
-        log.warning("REP_DIM %d from the current config is ignored: the checkpoint was trained with %d",
-                    current.rep_dim, spec.rep_dim)
-    return spec, {"path": str(path), "state_dict": sd, "epoch": epoch}
-
-
-def load_eval_weights(model: MultiModalRepresentationLearner, info: dict) -> None:
-    """Load the trainable tensors of a checkpoint read by :func:`read_eval_checkpoint` (strict, shapes checked)."""
-    model.load_state_dict(ckpt.trainable_state(info["state_dict"], dict(model.state_dict())), strict=True)
-    log.info('Loading weights to %s from "%s" (epoch = %s)', rundir.MODEL_FOLDER, info["path"], info["epoch"])
+    return EvalCheckpoint(path=str(path), state_dict=sd, arch=arch, epoch=epoch)
 
 
 def check_loss(loss: float, epoch: int, batch_idx: int) -> None:
@@ -151,12 +114,12 @@ class Trainer:
         self.model_dir = model_dir
         self.load_epoch = load_epoch
         self.name = cfg.TRAINER.NAME
+        self.method = registry.get(self.name)
         use_cuda = torch.cuda.is_available() and cfg.USE_CUDA
         self.device = torch.device("cuda" if use_cuda else "cpu")
         if use_cuda:
             configure_cuda(deterministic_requested())
-        blk = trainer_block(cfg)
-        requested = blk.PREC if blk is not None else cfg.TRAINER.ZeroshotCLIP.PREC
+        requested = self.method.precision(cfg)
         # training arithmetic (PREC) and evaluation arithmetic (TEST.PREC), requested and used here
         self.precision = {"requested": requested, "used": resolve_precision(requested, self.device),
                           "test_requested": cfg.TEST.PREC, "test_used": resolve_precision(cfg.TEST.PREC, self.device)}
@@ -166,7 +129,7 @@ class Trainer:
                 log.warning("%s %s needs CUDA; running in %s on %s", key, want, used, self.device)
         self.start_epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
-        self.loaded_checkpoint: dict | None = None
+        self.loaded_checkpoint: dict | None = None  # {"path", "sha256", "epoch"} of an evaluated checkpoint
         self.backbone_info: BackboneInfo | None = None
         self.timings: dict[str, float] = {}
 
@@ -184,7 +147,7 @@ class Trainer:
                                   fewshot_dir=cfg.DATASET.FEWSHOT_DIR or None)
         self.tf_train = build_train_transform(cfg)
         self.tf_test = build_test_transform(cfg)
-        needs_train = not self.eval_only and self.name != "ZeroshotCLIP"
+        needs_train = not self.eval_only
         self.train_loader = build_train_loader(cfg, self.data.train_x, self.tf_train) if needs_train else None
         # decoded test images are cached once per split and transform (TEST.CACHE_DIR, "none" = off)
         self.test_loader = build_cached_test_loader(cfg, self.data.test, self.tf_test, name=cfg.DATASET.NAME,
@@ -202,19 +165,18 @@ class Trainer:
 
     def build_model(self) -> None:
         cfg = self.cfg
-        prompts = Prompts.build(self.data.classnames, self.data.template)
-        if self.name == "ZeroshotCLIP":
-            self.model = ZeroshotCLIP(self._backbone(cfg.MODEL.BACKBONE.NAME), prompts).to(self.device)
-            self.head = "class"
-            return
-        spec = ArchSpec.from_cfg(cfg)
-        if self.eval_only:
-            spec = self._checkpoint_arch(spec)
-        self.model = build_mmrl_model(cfg, spec, prompts, self._backbone(spec.backbone), self.device,
-                                      reference_init=not self.eval_only)
-        self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
+        ctx = BuildContext(cfg=cfg, classnames=list(self.data.classnames), template=self.data.template,
+                           device=self.device, backbone=self._backbone)
+        if self.eval_only and self.method.trains:
+            ck = read_eval_checkpoint(self.model_dir, self.load_epoch, self.method.model_folder)
+            self.model = self.method.build_for_eval(ctx, ck)
+            log.info('Loading weights to %s from "%s" (epoch = %s)', self.method.model_folder, ck.path, ck.epoch)
+            self.loaded_checkpoint = {"path": ck.path, "sha256": rundir.file_sha256(ck.path), "epoch": ck.epoch}
+        else:
+            self.model = self.method.build(ctx, for_training=not self.eval_only)
+        self.head = self.method.head(cfg)
         if not self.eval_only:
-            params = [p for p in self.model.parameters() if p.requires_grad]
+            params = self.method.trainable_parameters(self.model)
             self.optimizer, self.scheduler = build_protocol_optimizer(params, cfg.OPTIM, self.device)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision["used"] == "amp")
             self.step = TrainStep(self.model, self.optimizer, self.scaler, self.precision["used"], self.device,
@@ -226,26 +188,15 @@ class Trainer:
         return {"trainable": trainable, "total": total}
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _checkpoint_arch(self, current: ArchSpec) -> ArchSpec:
-        """Eval-only: the architecture comes from the checkpoint, never from the current dataset's overrides."""
-        spec, self.loaded_checkpoint = read_eval_checkpoint(self.model_dir, self.load_epoch, current)
-        return spec
-
-    def load_for_eval(self) -> None:
-        info = self.loaded_checkpoint
-        load_eval_weights(self.model, info)
-        info.pop("state_dict")
-        info["sha256"] = rundir.file_sha256(info["path"])
-
     def _resume_path(self) -> Path:
-        return rundir.model_folder(self.output_dir) / rundir.RESUME_NAME
+        return rundir.model_folder(self.output_dir, self.method.model_folder) / rundir.RESUME_NAME
 
     def save_resume(self, epoch_done: int) -> None:
         ckpt.atomic_torch_save({
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": epoch_done, "rng": rng_state(),
-            "arch": self.model.spec.to_dict(),
+            "arch": self.method.arch(self.model),
         }, self._resume_path())
 
     def try_resume(self) -> None:
@@ -254,7 +205,7 @@ class Trainer:
             log.info("No checkpoint found, train from scratch")
             return
         state = ckpt.load_resume_file(path, self.output_dir)
-        if state.get("arch") != self.model.spec.to_dict():
+        if state.get("arch") != self.method.arch(self.model):
             raise CheckpointError(f"{path} was written for another architecture {state.get('arch')}; "
                                   f"move the run directory aside or delete that file to start over.")
         log.info("Found checkpoint at %s (will resume training)", path.parent)
@@ -276,8 +227,9 @@ class Trainer:
             last = epoch + 1 == self.max_epoch
             freq = self.cfg.TRAIN.CHECKPOINT_FREQ
             if last or (freq > 0 and (epoch + 1) % freq == 0):
-                path = ckpt.save_checkpoint(self.output_dir, state_dict=self.model.state_dict(), epoch=epoch + 1,
-                                            arch=self.model.spec.to_dict(), optimizer=self.optimizer.state_dict(),
+                path = ckpt.save_checkpoint(self.output_dir, folder=self.method.model_folder,
+                                            state_dict=self.model.state_dict(), epoch=epoch + 1,
+                                            arch=self.method.arch(self.model), optimizer=self.optimizer.state_dict(),
                                             scheduler=self.scheduler.state_dict())
                 log.info("Checkpoint saved to %s", path)
             if not last:

@@ -3,16 +3,16 @@
 In the repository's ``train.py``, next to its own ``import trainers.coop`` lines (after them, so
 that a name the repository registers itself stays its own)::
 
-    import mmrl.integrations.dassl as mmrl_dassl   # registers MMRL, MMRLpp, ZeroshotCLIP
+    import mmrl.integrations.dassl as mmrl_dassl   # registers our methods (mmrl.trainers)
 
     def extend_cfg(cfg):
         ...                                        # the repository's own keys
-        mmrl_dassl.extend_cfg(cfg)                 # ours: TRAINER.MMRL, TRAINER.MMRLpp, TASK, ...
+        mmrl_dassl.extend_cfg(cfg)                 # ours: the methods' TRAINER blocks, TASK, ...
 
 then ``python train.py --trainer MMRL ... TASK B2N`` runs inside Dassl's loop with Dassl's data
 manager, transforms and evaluator, and with our model (the fast path), our AdamW + protocol
 schedule (Dassl's warm-up scheduler no longer constructs on current torch), our test-head rule
-and our checkpoints in Dassl's layout (``<OUTPUT_DIR>/MultiModalRepresentationLearner/
+and our checkpoints in Dassl's layout (``<OUTPUT_DIR>/<the method's model folder>/
 model.pth.tar-<E>`` + ``checkpoint``), which ``mmrl train --eval-only --model-dir`` also reads.
 """
 from __future__ import annotations
@@ -27,16 +27,13 @@ import torch
 from mmrl.config import clone_unfrozen, flatten, get_default_config, load_overrides, validate
 from mmrl.data.resources import DEFAULT_TEMPLATE, text_template
 from mmrl.engine import checkpoint as ckpt
-from mmrl.engine.rundir import MODEL_FOLDER
 from mmrl.engine.precision import autocast_context, resolve_precision
 from mmrl.engine.runlog import run_logging
 from mmrl.engine.schedule import build_protocol_optimizer
 from mmrl.engine.train_step import TrainStep
-from mmrl.engine.trainer import build_mmrl_model, check_loss, config_backbone, load_eval_weights, read_eval_checkpoint
+from mmrl.engine.trainer import check_loss, config_backbone, read_eval_checkpoint
 from mmrl.errors import ConfigError
-from mmrl.models.mmrl import ArchSpec, select_test_logits
-from mmrl.models.prompts import Prompts
-from mmrl.models.zeroshot import ZeroshotCLIP as ZeroshotCLIPModel
+from mmrl.trainers import BuildContext, registry
 
 _INSTALL = ("mmrl.integrations.dassl needs Dassl, which is not on PyPI: clone "
             "https://github.com/KaiyangZhou/Dassl.pytorch and run `pip install -e .` in the clone (or put the "
@@ -60,8 +57,8 @@ except ImportError as _err:
 
 
 def extend_cfg(cfg) -> None:
-    """Add our config keys with our defaults to a Dassl config: the TRAINER.MMRL / MMRLpp /
-    ZeroshotCLIP blocks, TASK, DATASET.SUBSAMPLE_CLASSES and our MODEL / TEST / DATASET extras.
+    """Add our config keys with our defaults to a Dassl config: the methods' TRAINER blocks,
+    TASK, DATASET.SUBSAMPLE_CLASSES and our MODEL / TEST / DATASET extras.
     Keys the config already has keep their value (the repository's own defaults win)."""
     _add_missing(cfg, get_default_config())
 
@@ -108,14 +105,19 @@ def _dassl_log(method):
 
 
 class _HarnessTrainer(TrainerX):
-    """What every method shares: config checks, the method's config view, prompts, evaluation arithmetic."""
+    """One of our methods inside Dassl's TrainerX loop: config checks, the method's config view,
+    our model, step, schedule, head rule and checkpoints. Subclassed per method (METHOD)."""
 
     METHOD = ""
+
+    @property
+    def method(self):
+        return registry.get(self.METHOD)
 
     def check_cfg(self, cfg) -> None:
         ours = flatten(get_default_config())
         theirs = flatten(cfg)
-        block = f"TRAINER.{self.METHOD}."
+        block = f"TRAINER.{self.method.block_key}."
         missing = [k for k in ours if k not in theirs and (not k.startswith("TRAINER.") or k.startswith(block))]
         if missing:
             raise ConfigError(f"the Dassl config lacks {len(missing)} of our keys ({', '.join(missing[:4])}"
@@ -139,15 +141,44 @@ class _HarnessTrainer(TrainerX):
         view.freeze()
         return view
 
-    def _prompts(self) -> Prompts:
+    def _context(self) -> BuildContext:
         dataset = self.dm.dataset
         name = self.cfg.DATASET.NAME
         template = getattr(dataset, "template", None) or text_template(name)
         if template is None:
-            print(f"No MMRL text template for dataset {name!r}: using {DEFAULT_TEMPLATE!r} "
+            print(f"No text template of ours for dataset {name!r}: using {DEFAULT_TEMPLATE!r} "
                   f"(give the dataset class a `template` attribute to choose another)")
             template = DEFAULT_TEMPLATE
-        return Prompts.build(list(dataset.classnames), template)
+        cfg = self._method_cfg(self.cfg)
+        return BuildContext(cfg=cfg, classnames=list(dataset.classnames), template=template, device=self.device,
+                            backbone=lambda name: config_backbone(cfg, name)[0].to(self.device))
+
+    @_dassl_log
+    def build_model(self) -> None:
+        cfg = self._method_cfg(self.cfg)
+        self.precision = resolve_precision(self.method.precision(cfg), self.device)
+        self.head = self.method.head(cfg)
+        self._use(self.method.build(self._context(), for_training=self.method.trains))
+
+    def _use(self, model) -> None:
+        """Train ``model`` with our optimiser, schedule and step; Dassl saves and loads it by our folder name."""
+        self.model = model
+        folder = self.method.model_folder
+        self._models.pop(folder, None)
+        if not self.method.trains:
+            return
+        cfg = self._method_cfg(self.cfg)
+        self.optim, self.sched = build_protocol_optimizer(self.method.trainable_parameters(model), cfg.OPTIM,
+                                                          self.device)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "amp")
+        self.step = TrainStep(model, self.optim, scaler, self.precision, self.device,
+                              graphs=bool(cfg.TRAIN.CUDA_GRAPH))
+        self.register_model(folder, model, self.optim, self.sched)
+
+    def train(self, *args, **kwargs):
+        if not self.method.trains:
+            raise ConfigError(f"{self.METHOD} has nothing to train: run it with --eval-only.")
+        return super().train(*args, **kwargs)
 
     def model_inference(self, images):
         with autocast_context(resolve_precision(self.cfg.TEST.PREC, self.device), self.device):
@@ -155,30 +186,6 @@ class _HarnessTrainer(TrainerX):
 
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
-
-
-class _RepresentationTrainer(_HarnessTrainer):
-    """MMRL / MMRL++: trained with our step and schedule inside Dassl's TrainerX loop."""
-
-    @_dassl_log
-    def build_model(self) -> None:
-        cfg = self._method_cfg(self.cfg)
-        self.precision = resolve_precision(cfg.TRAINER[self.METHOD].PREC, self.device)
-        self.prompts = self._prompts()
-        self.head = select_test_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
-        self._build(ArchSpec.from_cfg(cfg))
-
-    def _build(self, spec: ArchSpec) -> None:
-        cfg = self._method_cfg(self.cfg)
-        clip, _ = config_backbone(cfg, spec.backbone)
-        self.model = build_mmrl_model(cfg, spec, self.prompts, clip.to(self.device), self.device, reference_init=True)
-        self.optim, self.sched = build_protocol_optimizer(
-            [p for p in self.model.parameters() if p.requires_grad], cfg.OPTIM, self.device)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "amp")
-        self.step = TrainStep(self.model, self.optim, scaler, self.precision, self.device,
-                              graphs=bool(cfg.TRAIN.CUDA_GRAPH))
-        self._models.pop(MODEL_FOLDER, None)
-        self.register_model(MODEL_FOLDER, self.model, self.optim, self.sched)
 
     def before_epoch(self) -> None:
         self.step.new_epoch()  # the learning rate may have changed
@@ -193,54 +200,32 @@ class _RepresentationTrainer(_HarnessTrainer):
         return {"loss": loss, "acc": compute_accuracy(fused, labels)[0].item()}
 
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name="") -> None:
-        path = ckpt.save_checkpoint(directory, state_dict=self.model.state_dict(), epoch=epoch + 1,
-                                    arch=self.model.spec.to_dict(), optimizer=self.optim.state_dict(),
-                                    scheduler=self.sched.state_dict())
+        path = ckpt.save_checkpoint(directory, folder=self.method.model_folder, state_dict=self.model.state_dict(),
+                                    epoch=epoch + 1, arch=self.method.arch(self.model),
+                                    optimizer=self.optim.state_dict(), scheduler=self.sched.state_dict())
         print(f"Checkpoint saved to {path}")
 
     @_dassl_log
     def load_model(self, directory, epoch=None) -> None:
-        """As our --eval-only: our files and the authors', --load-epoch honoured, the architecture
-        from the checkpoint (the model is rebuilt when the config's differs), a strict load."""
-        spec, info = read_eval_checkpoint(directory, epoch, self.model.spec)
-        if spec != self.model.spec:
-            self._build(spec)
-        load_eval_weights(self.model, info)
+        """As our --eval-only: our files and the official ones, --load-epoch honoured, the architecture
+        from the checkpoint (never the config's), a strict load."""
+        if not self.method.trains:
+            return  # nothing to load
+        ck = read_eval_checkpoint(directory, epoch, self.method.model_folder)
+        self._use(self.method.build_for_eval(self._context(), ck))
 
 
-class MMRL(_RepresentationTrainer):
-    METHOD = "MMRL"
-
-
-class MMRLpp(_RepresentationTrainer):
-    """MMRL++ (the authors' trainer name)."""
-    METHOD = "MMRLpp"
-
-
-class ZeroshotCLIP(_HarnessTrainer):
-    """Zero-shot CLIP with the MMRL templates; evaluation only, nothing to load (as CoOp's)."""
-
-    METHOD = "ZeroshotCLIP"
-
-    @_dassl_log
-    def build_model(self) -> None:
-        clip, _ = config_backbone(self.cfg, self.cfg.MODEL.BACKBONE.NAME)
-        self.model = ZeroshotCLIPModel(clip.to(self.device), self._prompts()).to(self.device)
-        self.head = "class"
-
-    def train(self, *args, **kwargs):
-        raise ConfigError("ZeroshotCLIP has nothing to train: run it with --eval-only.")
-
-
-TRAINERS = {cls.METHOD: cls for cls in (MMRL, MMRLpp, ZeroshotCLIP)}
+def _dassl_class(method_name: str, as_name: str) -> type:
+    return type(as_name, (_HarnessTrainer,), {"METHOD": method_name, "__module__": __name__,
+                                              "__qualname__": as_name})
 
 
 def register(method: str, as_name: str | None = None):
     """Register our ``method`` in Dassl's TRAINER_REGISTRY as ``as_name`` (default: the method's own
     name). A name the repository already registered is left alone, with a warning; returns the
     registered class or None."""
-    if method not in TRAINERS:
-        raise ValueError(f"unknown method {method!r}; ours are {', '.join(TRAINERS)}")
+    if method not in registry.names():
+        raise ValueError(f"unknown method {method!r}; ours are {', '.join(registry.names())}")
     name = as_name or method
     if name in TRAINER_REGISTRY.registered_names():
         existing = TRAINER_REGISTRY.get(name)
@@ -251,12 +236,10 @@ def register(method: str, as_name: str | None = None):
                       f"mmrl.integrations.dassl.register({method!r}, as_name={method + '_mmrl'!r}) and pass "
                       f"--trainer {method}_mmrl.", stacklevel=2)
         return None
-    cls = TRAINERS[method]
-    if name != method:
-        cls = type(name, (cls,), {"__module__": __name__, "__qualname__": name})
+    cls = _dassl_class(method, name)
     TRAINER_REGISTRY.register(cls)
     return cls
 
 
-for _method in TRAINERS:
+for _method in registry.names():
     register(_method)

@@ -21,7 +21,8 @@ from mmrl.config import changed_keys
 from mmrl.errors import IncompleteResults
 from mmrl.results.collect import read_job
 from mmrl.sweep import catalog
-from mmrl.sweep.plan import ZS, Job
+from mmrl.sweep.plan import Job
+from mmrl.trainers import registry
 
 GAP = 5.0
 AVERAGE = "average"
@@ -107,7 +108,7 @@ class Report:
         return self.metrics + (["hm"] if self.protocol == "b2n" else [])
 
     def entry(self, trainer: str, stem: str, shots: int | None) -> Entry | None:
-        if trainer == ZS and shots is not None:
+        if not registry.trains(trainer) and shots is not None:
             shots = 0  # zero-shot CLIP is one column in every few-shot section
         return self.entries.get((trainer, stem, shots))
 
@@ -152,7 +153,7 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
             if x not in lst:
                 lst.append(x)
         k = _shots_key(job)
-        if k not in shots and not (job.trainer == ZS and k is not None):
+        if k not in shots and not (not registry.trains(job.trainer) and k is not None):
             shots.append(k)
     if mixed:
         raise IncompleteResults(
@@ -195,10 +196,11 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
 
 
 def _flag(report: Report) -> None:
+    floor_by = next((t for t in report.trainers if not registry.trains(t)), None)  # zero-shot: the floor
     for e in list(report.entries.values()):
-        if e.trainer == ZS:
+        if not registry.trains(e.trainer):
             continue
-        zs = report.entry(ZS, e.dataset, e.shots)
+        zs = report.entry(floor_by, e.dataset, e.shots) if floor_by else None
         for metric, st in e.metrics.items():
             if st is None:
                 continue
@@ -221,9 +223,9 @@ def _averages(report: Report) -> None:
         return  # e.g. a CD run on the demo dataset alone: its source, no targets
     for trainer in report.trainers:
         for k in report.shots:
-            if trainer == ZS and k is not None and k != report.shots[0]:
+            if not registry.trains(trainer) and k is not None and k != report.shots[0]:
                 continue
-            kk = 0 if (trainer == ZS and k is not None) else k
+            kk = 0 if (not registry.trains(trainer) and k is not None) else k
             present = [report.entries.get((trainer, s, kk)) for s in stems]
             avg = Entry(trainer, AVERAGE, kk)
             have = [e for e in present if e is not None]

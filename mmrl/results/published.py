@@ -9,10 +9,15 @@ import csv
 from pathlib import Path
 
 from mmrl.results.aggregate import AVERAGE
+from mmrl.trainers import registry
 
 DATA_DIR = Path(__file__).resolve().parent / "published"
 FILES = {"b2n": "b2n.csv", "cd": "cross_dataset.csv", "dg": "domain_generalization.csv", "fs": "few_shot.csv"}
-METHOD = {"MMRL": "MMRL", "MMRLpp": "MMRL++", "ZeroshotCLIP": "CLIP"}
+
+
+def _method_key(trainer: str) -> str:
+    """The method's name in the published files."""
+    return registry.get(trainer).published_key if trainer in registry.names() else trainer
 
 
 def _num(text: str | None) -> float | None:
@@ -60,12 +65,12 @@ def load(protocol: str) -> dict[tuple[str, str, int | None], dict[str, float]]:
 
 
 def lookup(table, trainer: str, dataset_name: str, shots: int | None, metric: str) -> float | None:
-    vals = table.get((METHOD.get(trainer, trainer), dataset_name, shots))
+    vals = table.get((_method_key(trainer), dataset_name, shots))
     return (vals or {}).get(metric)
 
 
 def has_any(table, trainer: str) -> bool:
-    method = METHOD.get(trainer, trainer)
+    method = _method_key(trainer)
     return any(key[0] == method for key in table)
 
 

@@ -10,7 +10,7 @@ from tabulate import tabulate
 from mmrl.results import published as pub
 from mmrl.results.aggregate import AVERAGE, GAP, Entry, Report
 from mmrl.sweep import catalog
-from mmrl.sweep.plan import ZS
+from mmrl.trainers import registry
 
 LABEL = {"base": "Base", "novel": "Novel", "hm": "HM", "accuracy": "Acc."}
 TITLE = {"b2n": "Base-to-novel generalisation (16 shots; Base = seen classes, Novel = unseen classes)",
@@ -59,7 +59,7 @@ def _lookup(table, report: Report, trainer: str, stem: str, shots, metric: str):
 
 
 def _trainer_name(trainer: str, fs: bool) -> str:
-    return f"{trainer} (0-shot)" if fs and trainer == ZS else trainer
+    return f"{trainer} (0-shot)" if fs and not registry.trains(trainer) else trainer
 
 
 def _cell(e: Entry | None, metric: str) -> str:
@@ -86,7 +86,7 @@ def build_grid(report: Report, *, published: bool = False, per_seed: bool = Fals
             subs = []
             for c in report.columns:
                 subs.append(LABEL[c])
-                if per_seed and c != "hm" and t != ZS:
+                if per_seed and c != "hm" and registry.trains(t):
                     subs += [f"{LABEL[c]} s{s}" for s in report.seeds]
                 if t in with_pub:
                     subs += [f"{LABEL[c]} pub.", f"{LABEL[c]} Δ"]
@@ -100,7 +100,7 @@ def build_grid(report: Report, *, published: bool = False, per_seed: bool = Fals
                 e = report.entry(t, stem, k)
                 for c in report.columns:
                     row.append(_cell(e, c))
-                    if per_seed and c != "hm" and t != ZS:
+                    if per_seed and c != "hm" and registry.trains(t):
                         st = e.metrics.get(c) if e else None
                         row += [f"{st.values[s]:.2f}" if st and s in st.values else NONE for s in report.seeds]
                     if t in with_pub:
@@ -130,8 +130,9 @@ def footnotes(report: Report, published: bool) -> list[str]:
         notes.append(f"Average over the target datasets ({src}, the training source, is not in it).")
     else:
         notes.append("Average over datasets per number of shots.")
-    if ZS in report.trainers:
-        notes.append("ZeroshotCLIP: one evaluation per dataset (no training, no randomness).")
+    for t in report.trainers:
+        if not registry.trains(t):
+            notes.append(f"{t}: one evaluation per dataset (no training, no randomness).")
     if report.missing:
         listed = report.missing[:MAX_LISTED]
         more = f" (+{len(report.missing) - MAX_LISTED} more)" if len(report.missing) > MAX_LISTED else ""
@@ -224,7 +225,7 @@ def to_csv(report: Report, *, published: bool = False, per_seed: bool = False) -
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for t in report.trainers:
-        shots = [0] if (fs and t == ZS) else report.shots
+        shots = [0] if (fs and not registry.trains(t)) else report.shots
         for k in shots:
             for stem in report.rows:
                 e = report.entry(t, stem, k)

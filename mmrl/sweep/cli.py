@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mmrl.errors import ConfigError, MMRLError
 from mmrl.sweep import catalog
-from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, DEFAULT_TRAINERS, PROTOCOLS, Job, chains, expand
+from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOLS, Job, chains, expand
+from mmrl.trainers import registry
 
 LAYOUT = """\
 run directories (the authors' scheme; <T> trainer, <CFG> config stem):
@@ -22,8 +23,8 @@ run directories (the authors' scheme; <T> trainer, <CFG> config stem):
   +dg  <output>/cross_dataset/test/<target>/shots_16/<T>/vit_b16_cross_datasets/seed<S>    (eval)
 Unlike the authors' scripts, cross-dataset / domain-generalisation runs get their own
 cross_dataset/ tree instead of reusing base2new/train_base and base2new/test_new; dg
-(ImageNet -> V2, Sketch, A, R) shares the cd training.  ZeroshotCLIP runs once (first seed),
-eval-only, under shots_0 (b2n: test_base/ and test_new/).
+(ImageNet -> V2, Sketch, A, R) shares the cd training.  A method that trains nothing
+(ZeroshotCLIP) runs once (first seed), eval-only, under shots_0 (b2n: test_base/ and test_new/).
 
 A complete run (record.json complete, same config hash) is skipped; a failed or killed one
 resumes; a run whose config changed (or whose training was rerun since) is moved to
@@ -32,10 +33,11 @@ resumes; a run whose config changed (or whose training was rerun since) is moved
 
 
 def _add_selection(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    default = list(registry.default_sweep_trainers())
     p.add_argument("--trainer", "--trainers", dest="trainers", nargs="+", metavar="T",
-                   default=list(DEFAULT_TRAINERS) if defaults else None,
-                   help="MMRL, MMRLpp, ZeroshotCLIP (default: %s)" % (
-                       " ".join(DEFAULT_TRAINERS) if defaults else "the trainers found on disk"))
+                   default=default if defaults else None,
+                   help="%s (default: %s)" % (", ".join(registry.names()),
+                                              " ".join(default) if defaults else "the trainers found on disk"))
     p.add_argument("--datasets", nargs="+", metavar="STEM",
                    help="dataset stems (configs/datasets/<stem>.yaml); for cd/dg the target datasets "
                         "(default: the protocol's datasets)")

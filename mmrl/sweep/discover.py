@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmrl.sweep import catalog
-from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, DEFAULT_TRAINERS, check_protocol
+from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, check_protocol
+from mmrl.trainers import registry
 
 CD_CFG = "vit_b16_cross_datasets"
 _SEED = re.compile(r"^seed(-?\d+)$")
@@ -80,11 +81,6 @@ def order_stems(stems) -> list[str]:
     return sorted(stems, key=lambda s: (known.get(s, len(known)), s))
 
 
-def order_trainers(trainers) -> list[str]:
-    pref = {t: i for i, t in enumerate((*DEFAULT_TRAINERS, "ZeroshotCLIP"))}
-    return sorted(trainers, key=lambda t: (pref.get(t, len(pref)), t))
-
-
 @dataclass
 class Selection:
     protocol: str
@@ -105,7 +101,7 @@ def select(output: str, protocol: str, *, trainers=None, datasets=None, seeds=No
     on_disk = f.stems | f.sources
     demo_only = bool(on_disk) and on_disk <= {catalog.DEMO}
     if trainers is None:
-        trainers = order_trainers(f.trainers) if f.trainers else list(DEFAULT_TRAINERS)
+        trainers = registry.order(f.trainers) if f.trainers else list(registry.default_sweep_trainers())
     if datasets is None:
         if demo_only:
             datasets = [catalog.DEMO]

@@ -16,8 +16,8 @@ cross_dataset/ tree so a B2N aggregation never picks them up.  DG (ImageNet -> V
 A, R) shares the CD training.  A target equal to the source is not evaluated again (the
 training's end-of-training test is that number), so the demo dataset alone gives trainings only.
 
-Zero-shot CLIP has no training and no randomness, so it runs once (the first seed), eval-only,
-with CFG vit_b16 and ``shots_0``: B2N into test_base/ and test_new/, CD/DG into
+A method that trains nothing (zero-shot CLIP) has no randomness, so it runs once (the first
+seed), eval-only, with its config and ``shots_0``: B2N into test_base/ and test_new/, CD/DG into
 cross_dataset/test/ (the source included), FS into few_shot/<stem>/shots_0/.
 """
 from __future__ import annotations
@@ -26,19 +26,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmrl.config import TRAINER_NAMES, configs_dir
+import yaml
+
+from mmrl.config import configs_dir
 from mmrl.errors import ConfigError
 from mmrl.sweep import catalog
+from mmrl.trainers import registry
 
 PROTOCOLS = ("b2n", "cd", "dg", "fs")
 TASKS = {"b2n": "B2N", "cd": "CD", "dg": "CD", "fs": "FS"}
-DEFAULT_TRAINERS = ("MMRL", "MMRLpp")
 DEFAULT_SEEDS = (1, 2, 3)
 DEFAULT_SHOTS = (1, 2, 4, 8, 16)
-ZS = "ZeroshotCLIP"
-
-# Epochs per CFG (docs/method.md#hyper-parameters), only used to order jobs by cost.
-_EPOCHS = {"vit_b16": 10, "vit_b16_imagenet": 5, "vit_b16_few_shot": 50, "vit_b16_cross_datasets": 1}
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class Job:
     protocol: str
     trainer: str
     dataset: str             # stem of the dataset this run reports on (the table row)
-    shots: int               # 0 for zero-shot CLIP
+    shots: int               # 0 for a method that trains nothing
     seed: int
     cfg: str
     role: str                # "train" (trains, then tests) or "eval" (--eval-only)
@@ -79,15 +77,7 @@ def check_protocol(protocol: str) -> str:
 
 def cfg_for(protocol: str, trainer: str, stem: str) -> str:
     """The trainer config stem (docs/protocol.md#configs-per-task; the demo dataset has its own)."""
-    if stem == catalog.DEMO:
-        return "demo"
-    if trainer == ZS:
-        return "vit_b16"
-    if protocol in ("cd", "dg"):
-        return "vit_b16_cross_datasets"
-    if stem == "imagenet":
-        return "vit_b16_imagenet"
-    return "vit_b16" if protocol == "b2n" else "vit_b16_few_shot"
+    return registry.get(trainer).config_stem(protocol, stem, demo=stem == catalog.DEMO)
 
 
 def _absolute(path: Path) -> str:
@@ -96,11 +86,7 @@ def _absolute(path: Path) -> str:
 
 
 def trainer_config_file(trainer: str, cfg: str) -> str:
-    path = configs_dir() / "trainers" / trainer / f"{cfg}.yaml"
-    if trainer == ZS and not path.is_file():
-        # Like CoOp's zero-shot runs: borrow the method's file for input size, stats and batch size.
-        path = configs_dir() / "trainers" / "MMRL" / f"{cfg}.yaml"
-    return _absolute(path)
+    return _absolute(configs_dir() / "trainers" / registry.get(trainer).config_folder() / f"{cfg}.yaml")
 
 
 def run_dir(output: str, *parts: str) -> str:
@@ -119,12 +105,19 @@ def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
     return tuple(argv + opts)
 
 
-def _cost(stem: str, cfg: str, shots: int, train: bool, trainer: str) -> float:
+def _epochs(config_file: str) -> int:
+    """OPTIM.MAX_EPOCH of a trainer config file (1 when it cannot be read: only orders jobs)."""
+    try:
+        return int(((yaml.safe_load(Path(config_file).read_text()) or {}).get("OPTIM") or {}).get("MAX_EPOCH", 1))
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return 1
+
+
+def _cost(stem: str, shots: int, train: bool, config_file: str) -> float:
     classes, test = catalog.sizes(stem)
     if not train:
         return float(test)
-    epochs = _EPOCHS.get(cfg, 1) * (2 if trainer == "MMRLpp" and cfg == "vit_b16_few_shot" else 1)
-    return 3.0 * classes * shots * epochs + test  # forward+backward ~ 3 test forwards
+    return 3.0 * classes * shots * _epochs(config_file) + test  # forward+backward ~ 3 test forwards
 
 
 @dataclass
@@ -142,12 +135,12 @@ class _Builder:
                   argv=_argv(self.root, seed, trainer, stem, cfg, out_dir, model_dir, eval_only,
                              opts + self.extra),
                   after=(model_dir,) if model_dir else (), model_dir=model_dir,
-                  cost=_cost(stem, cfg, shots, role == "train" and not eval_only, trainer))
+                  cost=_cost(stem, shots, role == "train" and not eval_only, trainer_config_file(trainer, cfg)))
         self.jobs.append(job)
         return job
 
 
-def expand(protocol: str, *, trainers=DEFAULT_TRAINERS, datasets=None, seeds=DEFAULT_SEEDS,
+def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
            shots=DEFAULT_SHOTS, root: str = "", output: str = "output", extra_opts=(),
            source: str = catalog.CD_SOURCE) -> list[Job]:
     """All jobs of a protocol, each training before the evaluations that load its checkpoint.
@@ -156,9 +149,9 @@ def expand(protocol: str, *, trainers=DEFAULT_TRAINERS, datasets=None, seeds=DEF
     ``extra_opts`` (KEY VALUE ...) go after the protocol's own opts, so they win.
     """
     protocol = check_protocol(protocol)
+    trainers = registry.default_sweep_trainers() if trainers is None else trainers
     for t in trainers:
-        if t not in TRAINER_NAMES:
-            raise ConfigError(f"unknown trainer {t!r}; choose from {', '.join(TRAINER_NAMES)}")
+        registry.get(t)  # known, else a ConfigError listing the registered ones
     if len(extra_opts) % 2:
         raise ConfigError(f"--opts must be KEY VALUE pairs; got an odd list: {list(extra_opts)}")
     if datasets is None:
@@ -168,8 +161,8 @@ def expand(protocol: str, *, trainers=DEFAULT_TRAINERS, datasets=None, seeds=DEF
     b = _Builder(protocol, root, output, list(extra_opts))
     task = TASKS[protocol]
     for trainer in trainers:
-        if trainer == ZS:
-            _zero_shot(b, list(datasets), seeds[:1], task, source)
+        if not registry.get(trainer).trains:
+            _zero_shot(b, trainer, list(datasets), seeds[:1], task, source)
         elif protocol == "b2n":
             _b2n(b, trainer, list(datasets), seeds)
         elif protocol == "fs":
@@ -205,10 +198,8 @@ def _fs(b: _Builder, trainer: str, datasets: list[str], seeds: list[int], shots:
 
 def _cd(b: _Builder, trainer: str, targets: list[str], seeds: list[int], source: str) -> None:
     cfg = cfg_for(b.protocol, trainer, source)
-    # MMRL's scripts pin lambda 0.2 and (at test time) REP_DIM 512 on the command line, so the
-    # per-dataset overrides cannot change the ImageNet checkpoint's shapes; MMRL++'s pass neither.
-    pin = ["TRAINER.MMRL.REG_WEIGHT", "0.2"] if trainer == "MMRL" else []
-    pin_test = pin + (["TRAINER.MMRL.REP_DIM", "512"] if trainer == "MMRL" else [])
+    method = registry.get(trainer)
+    pin, pin_test = method.sweep_pins(b.protocol, "train"), method.sweep_pins(b.protocol, "eval")
     for seed in seeds:
         train_dir = run_dir(b.output, "cross_dataset", "train", source, "shots_16", trainer, cfg, f"seed{seed}")
         b.add(trainer=trainer, stem=source, shots=16, seed=seed, cfg=cfg, role="train", metric="accuracy",
@@ -222,7 +213,7 @@ def _cd(b: _Builder, trainer: str, targets: list[str], seeds: list[int], source:
                   opts=["DATASET.NUM_SHOTS", "16", *pin_test, "TASK", "CD"])
 
 
-def _zero_shot(b: _Builder, datasets: list[str], seeds: list[int], task: str, source: str) -> None:
+def _zero_shot(b: _Builder, trainer: str, datasets: list[str], seeds: list[int], task: str, source: str) -> None:
     rows: list[tuple[str, str, list[str]]] = []  # (stem, metric, path prefix)
     if b.protocol == "b2n":
         for stem in datasets:
@@ -234,11 +225,11 @@ def _zero_shot(b: _Builder, datasets: list[str], seeds: list[int], task: str, so
         stems = [source] + [t for t in datasets if t != source]
         rows = [(stem, "accuracy", ["cross_dataset", "test", stem]) for stem in stems]
     for stem, metric, prefix in rows:
-        cfg = cfg_for(b.protocol, ZS, stem)
+        cfg = cfg_for(b.protocol, trainer, stem)
         opts = (["DATASET.SUBSAMPLE_CLASSES", metric if metric == "base" else "new"] if b.protocol == "b2n" else [])
         for seed in seeds:
-            b.add(trainer=ZS, stem=stem, shots=0, seed=seed, cfg=cfg, role="eval", metric=metric,
-                  out_dir=run_dir(b.output, *prefix, "shots_0", ZS, cfg, f"seed{seed}"), eval_only=True,
+            b.add(trainer=trainer, stem=stem, shots=0, seed=seed, cfg=cfg, role="eval", metric=metric,
+                  out_dir=run_dir(b.output, *prefix, "shots_0", trainer, cfg, f"seed{seed}"), eval_only=True,
                   opts=opts + ["TASK", task])
 
 

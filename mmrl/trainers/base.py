@@ -1,0 +1,122 @@
+"""What a method (a ``--trainer``) declares, in one place; the engine, the sweep, the tables
+and the plots ask this, never a method's name.
+
+A method is one module under ``mmrl/trainers/`` with one :class:`Method` subclass, registered
+in :mod:`mmrl.trainers.registry`; its YAML files live in ``configs/trainers/<config_dir>/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from mmrl.errors import CheckpointError
+
+# Which config of a method a protocol runs (docs/protocol.md#configs-per-task).
+PROTOCOL_CONFIGS = {"b2n": "vit_b16", "fs": "vit_b16_few_shot", "cd": "vit_b16_cross_datasets",
+                    "dg": "vit_b16_cross_datasets"}
+
+
+@dataclass
+class BuildContext:
+    """What building a model needs from the run: the config, the class list and its text
+    template, the device, and the shared frozen backbone by name (already on the device)."""
+    cfg: Any
+    classnames: list[str]
+    template: str
+    device: torch.device
+    backbone: Callable[[str], nn.Module]
+
+
+@dataclass
+class EvalCheckpoint:
+    """A checkpoint read for evaluation: its tensors, its stored architecture ({} for an
+    official file, whose shapes tell it), its epoch and where it came from."""
+    path: str
+    state_dict: dict[str, torch.Tensor]
+    arch: dict[str, Any]
+    epoch: int | None
+
+
+class Method:
+    name: str = ""               # --trainer / TRAINER.NAME
+    display: str = ""            # the name in tables and plots
+    published_key: str = ""      # its rows in mmrl/results/published/*.json
+    color: str = "tab:gray"      # its colour in plots
+    model_folder: str = ""       # the model folder of a run directory (Dassl's registered model name)
+    trains: bool = True          # False: evaluation only, one run per dataset (no randomness)
+    has_overrides: bool = False  # reads configs/overrides/<name>.yaml (per-dataset settings)
+    in_sweep_by_default: bool = False
+    # Blocks hashed into every run's config hash: the methods that existed when runs recorded
+    # their whole config, so that their runs keep their hash as methods are added.
+    block_in_every_hash: bool = False
+
+    @property
+    def block_key(self) -> str:
+        """Its config block, TRAINER.<block_key> (the official configs' name for it)."""
+        return self.name
+
+    @property
+    def config_dir(self) -> str:
+        """Its folder under configs/trainers/."""
+        return self.name
+
+    # -- config -------------------------------------------------------------------------------
+    def config_block(self) -> CN:
+        """TRAINER.<name>: its keys with their defaults (the types are the defaults' types)."""
+        return CN()
+
+    def validate(self, block: CN) -> None:
+        """Refuse values of its block the method cannot honour (ConfigError naming the key)."""
+
+    def precision(self, cfg) -> str:
+        """The requested training arithmetic (PREC)."""
+        return cfg.TRAINER[self.block_key].PREC
+
+    def enumerated_keys(self) -> dict[str, tuple]:
+        """Its keys with a closed set of values ('PREC' -> PRECISIONS ...), relative to its block."""
+        return {}
+
+    # -- protocol -----------------------------------------------------------------------------
+    def config_stem(self, protocol: str, stem: str, demo: bool) -> str:
+        """The trainer config a sweep runs for ``protocol`` on dataset ``stem``."""
+        if demo:
+            return "demo"
+        if stem == "imagenet" and protocol in ("b2n", "fs"):
+            return "vit_b16_imagenet"
+        return PROTOCOL_CONFIGS[protocol]
+
+    def config_folder(self) -> str:
+        """The folder under configs/trainers/ the sweep takes this method's config files from."""
+        return self.config_dir
+
+    def sweep_pins(self, protocol: str, role: str) -> list[str]:
+        """KEY VALUE options its official scripts pass on the command line for ``protocol``
+        (role "train" or "eval")."""
+        return []
+
+    # -- model --------------------------------------------------------------------------------
+    def build(self, ctx: BuildContext, *, for_training: bool) -> nn.Module:
+        """A fresh model for ``ctx`` (for training: initialised as the method's reference
+        initialises it, so that a seed trains what it trains there)."""
+        raise NotImplementedError
+
+    def build_for_eval(self, ctx: BuildContext, ck: EvalCheckpoint) -> nn.Module:
+        """A model with the checkpoint's architecture (never the current config's), its
+        tensors loaded strictly."""
+        raise CheckpointError(f"{self.name} does not load checkpoints")
+
+    def head(self, cfg) -> str:
+        """Which logits of ``forward_eval`` are scored."""
+        return "class"
+
+    def arch(self, model: nn.Module) -> dict[str, Any]:
+        """What fixes the shapes of its checkpoint (stored with it)."""
+        return model.spec.to_dict()
+
+    def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+

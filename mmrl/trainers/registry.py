@@ -1,0 +1,86 @@
+"""The registered methods, by name.
+
+The built-in methods are the modules listed in BUILTIN; more come from the modules named in
+$MMRL_METHOD_MODULES (comma-separated import paths, each calling :func:`register`), so that a
+method living outside this package runs through train.py, the sweep (whose jobs are separate
+processes that inherit the variable) and the tables alike.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+
+from mmrl.errors import ConfigError
+from mmrl.trainers.base import Method
+
+BUILTIN = ("mmrl.trainers.mmrl", "mmrl.trainers.mmrlpp", "mmrl.trainers.zeroshot_clip")
+ENV = "MMRL_METHOD_MODULES"
+
+_methods: dict[str, Method] = {}
+_loaded = False
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` (an instance); a second method of the same name is refused."""
+    if not method.name or not method.model_folder and method.trains:
+        raise ConfigError(f"{type(method).__name__}: a method needs a name and, if it trains, a model_folder")
+    have = _methods.get(method.name)
+    if have is not None and type(have) is not type(method):
+        raise ConfigError(f"a method named {method.name!r} is already registered ({type(have).__module__}); "
+                          f"choose another name")
+    _methods[method.name] = method
+    return method
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    extra = [m.strip() for m in os.environ.get(ENV, "").split(",") if m.strip()]
+    for module in (*BUILTIN, *extra):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            if module in BUILTIN or e.name != module:
+                raise
+            raise ConfigError(f"${ENV} names {module!r}, which cannot be imported ({e}); fix the name or "
+                              f"put its folder on PYTHONPATH") from None
+
+
+def methods() -> list[Method]:
+    _load()
+    return list(_methods.values())
+
+
+def names() -> list[str]:
+    return [m.name for m in methods()]
+
+
+def get(name: str) -> Method:
+    _load()
+    if name not in _methods:
+        close = difflib.get_close_matches(name, list(_methods), n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"--trainer {name!r} is not known; choose one of {', '.join(_methods)}.{hint}")
+    return _methods[name]
+
+
+def default_sweep_trainers() -> tuple[str, ...]:
+    return tuple(m.name for m in methods() if m.in_sweep_by_default)
+
+
+def order(trainers) -> list[str]:
+    """Registration order (the built-ins first), unknown names last by name."""
+    pref = {n: i for i, n in enumerate(names())}
+    return sorted(trainers, key=lambda t: (pref.get(t, len(pref)), t))
+
+
+def model_folders() -> list[str]:
+    return list(dict.fromkeys(m.model_folder for m in methods() if m.model_folder))
+
+
+def trains(name: str) -> bool:
+    """Whether ``name`` trains (an unregistered name found on disk is taken to)."""
+    return name not in names() or get(name).trains
