@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from mmrl.results import methods
 from mmrl.results import published as pub
 from mmrl.results.aggregate import AVERAGE, GAP, Entry, Report
 from mmrl.sweep import catalog
@@ -47,13 +48,13 @@ def _pub_key(stem: str) -> str:
 _FULL = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS, "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}
 
 
-def _comparable(report: Report, stem: str) -> bool:
+def comparable(report: Report, stem: str) -> bool:
     """A published Average compares only with an Average over the same (full) dataset list."""
     return stem != AVERAGE or set(_FULL[report.protocol]) <= set(report.rows)
 
 
 def _lookup(table, report: Report, trainer: str, stem: str, shots, metric: str):
-    if not _comparable(report, stem):
+    if not comparable(report, stem):
         return None
     return pub.lookup(table, trainer, _pub_key(stem), shots, metric)
 
@@ -115,10 +116,14 @@ def build_grid(report: Report, *, published: bool = False, per_seed: bool = Fals
                 footnotes(report, published))
 
 
-def footnotes(report: Report, published: bool) -> list[str]:
+def footnotes(report: Report, published: bool, layout: str = "wide") -> list[str]:
     notes = []
     seeds = " ".join(map(str, report.seeds))
-    if report.ci95:
+    if layout == "paper":
+        notes.append(f"Mean over seeds {seeds} (spreads: --layout wide). Bold: best, underlined: second best of "
+                     "each column among our rows (equal printed values share the mark; published rows are not "
+                     "ranked).")
+    elif report.ci95:
         notes.append(f"Mean ± 95% confidence interval (1.96 · population std / √n) over seeds {seeds}.")
     else:
         notes.append(f"Mean ± population std (ddof 0) over seeds {seeds}.")
@@ -131,7 +136,10 @@ def footnotes(report: Report, published: bool) -> list[str]:
     else:
         notes.append("Average over datasets per number of shots.")
     if ZS in report.trainers:
-        notes.append("ZeroshotCLIP: one evaluation per dataset (no training, no randomness).")
+        name = ZS if layout == "wide" else methods.display_name(ZS)
+        notes.append(f"{name}: one evaluation per dataset (no training, no randomness)"
+                     + ("; zero-shot, so the same numbers in every shot table." if layout == "paper"
+                        and report.protocol == "fs" else "."))
     if report.missing:
         listed = report.missing[:MAX_LISTED]
         more = f" (+{len(report.missing) - MAX_LISTED} more)" if len(report.missing) > MAX_LISTED else ""
@@ -144,8 +152,8 @@ def footnotes(report: Report, published: bool) -> list[str]:
     if report.log_sourced:
         notes.append("Some values were parsed from log.txt (runs without record.json), which rounds to 0.1.")
     if published:
-        notes.append("Δ = ours − published; " + pub.note(report.protocol) + ".")
-        if not _comparable(report, AVERAGE):
+        notes.append(("Δ = ours − published; " if layout == "wide" else "") + pub.note(report.protocol) + ".")
+        if not comparable(report, AVERAGE):
             notes.append("The published Average is left out: it covers all of the protocol's datasets, ours does not.")
     return notes
 
