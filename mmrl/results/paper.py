@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from mmrl.results import methods
 from mmrl.results import published as pub
 from mmrl.results.aggregate import AVERAGE, Entry, Report
-from mmrl.results.render import NONE, TITLE, FLAG, PARTIAL, comparable, footnotes
+from mmrl.results.render import NONE, TITLE, comparable, footnotes, markers
 from mmrl.sweep import catalog
 
 OURS = "ours"
@@ -83,13 +83,10 @@ def mark_ranks(cells: list[Cell]) -> None:
 
 
 def _our_cell(e: Entry | None, metric: str) -> Cell:
-    v = e.value(metric) if e else None
-    if v is None:
-        return Cell(None, NONE + (PARTIAL if e is not None and e.partial else ""))
-    st = e.metrics.get(metric)
-    partial = e.partial if metric == "hm" or e.dataset == AVERAGE else (st is None or st.partial)
-    flagged = any(m == metric for m, _, _ in e.flags) or (metric == "hm" and bool(e.flags))
-    return Cell(v, f"{v:.2f}" + (PARTIAL if partial else "") + (FLAG if flagged else ""))
+    if e is None:
+        return Cell(None, NONE)
+    v = e.value(metric)
+    return Cell(v, (NONE if v is None else f"{v:.2f}") + markers(e, metric))
 
 
 def _ours(trainer: str, entries: list[Entry | None], metrics: list[str]) -> Row:
@@ -101,7 +98,8 @@ def _ours(trainer: str, entries: list[Entry | None], metrics: list[str]) -> Row:
                flagged=any(e.flags for e in have))
 
 
-def _published(p: pub.Published, trainer: str, keys: list[tuple[str, int | None]], metrics: list[str]) -> Row | None:
+def _published(p: pub.Published, trainer: str, keys: list[tuple[str | None, int | None]],
+               metrics: list[str]) -> Row | None:
     """The published row over ``keys`` (published dataset name, shots), None if it has no value there."""
     vals = [p.values.get(k, {}).get(m) for k, m in zip(keys, metrics)]
     if all(v is None for v in vals):
@@ -110,10 +108,10 @@ def _published(p: pub.Published, trainer: str, keys: list[tuple[str, int | None]
                [Cell(v, NONE if v is None else f"{v:.2f}") for v in vals])
 
 
-def _pub_name(report: Report, stem: str) -> str:
-    """The published CSVs' dataset key; an Average over fewer datasets than the paper's matches none."""
+def _pub_name(report: Report, stem: str) -> str | None:
+    """The published CSVs' dataset key; None for an Average over fewer datasets than the paper's."""
     if stem == AVERAGE:
-        return AVERAGE if comparable(report, stem) else "(partial average)"
+        return AVERAGE if comparable(report, stem) else None
     return catalog.display_name(stem)
 
 
@@ -133,9 +131,8 @@ def _block_rows(report: Report, trainers: list[str], stems: list[str], metrics: 
     return rows
 
 
-def _col(stem: str) -> tuple[str, str]:
-    name = "Average" if stem == AVERAGE else catalog.display_name(stem)
-    return name, name
+def _name(stem: str) -> str:
+    return "Average" if stem == AVERAGE else catalog.display_name(stem)
 
 
 def build_paper(report: Report, *, published: bool = False, source: str = "imagenet") -> PaperTable:
@@ -147,20 +144,20 @@ def build_paper(report: Report, *, published: bool = False, source: str = "image
     if report.protocol == "b2n":
         metrics = [m for m, _ in B2N_COLUMNS]
         for i, stem in enumerate(average + datasets):
-            name = f"Average over {len(datasets)} datasets" if stem == AVERAGE else catalog.display_name(stem)
+            name = f"Average over {len(datasets)} datasets" if stem == AVERAGE else _name(stem)
             title = (f"({chr(ord('a') + i)}) " if i < 26 else "") + name
-            blocks.append(Block(_col(stem)[0], title, list(B2N_COLUMNS),
+            blocks.append(Block(_name(stem), title, list(B2N_COLUMNS),
                                 _block_rows(report, trainers, [stem] * 3, metrics, None, entries)))
     elif report.protocol == "fs":
         stems = datasets + average
         for k in report.shots:
             title = f"{k} shot" + ("s" if k != 1 else "")
-            blocks.append(Block(str(k), title, [_col(s) for s in stems],
+            blocks.append(Block(str(k), title, [(_name(s), _name(s)) for s in stems],
                                 _block_rows(report, trainers, stems, ["accuracy"] * len(stems), k, entries)))
     else:  # cd, dg: the source first
         src = [s for s in datasets if s in report.excluded_from_average]
         stems = src + [s for s in datasets if s not in src] + average
-        cols = [(name, f"{label} (source)" if s in src else label) for s, (name, label) in zip(stems, map(_col, stems))]
+        cols = [(_name(s), _name(s) + (" (source)" if s in src else "")) for s in stems]
         blocks.append(Block("", None, cols, _block_rows(report, trainers, stems, ["accuracy"] * len(stems), None,
                                                          entries)))
     return PaperTable(report.protocol, TITLE[report.protocol].format(source=catalog.display_name(source)), blocks,

@@ -63,17 +63,23 @@ def _trainer_name(trainer: str, fs: bool) -> str:
     return f"{trainer} (0-shot)" if fs and trainer == ZS else trainer
 
 
+def markers(e: Entry, metric: str) -> str:
+    """PARTIAL and/or FLAG for one cell (an HM or an Average inherits them from its parts)."""
+    st = e.metrics.get(metric)
+    partial = e.partial if metric == "hm" or e.dataset == AVERAGE else (st is None or st.partial)
+    flagged = any(m == metric for m, _, _ in e.flags) or (metric == "hm" and bool(e.flags))
+    return (PARTIAL if partial else "") + (FLAG if flagged else "")
+
+
 def _cell(e: Entry | None, metric: str) -> str:
     if e is None:
         return NONE
     v = e.value(metric)
     st = e.metrics.get(metric)
-    partial = e.partial if metric == "hm" or e.dataset == AVERAGE else (st is None or st.partial)
-    flagged = any(m == metric for m, _, _ in e.flags) or (metric == "hm" and bool(e.flags))
     text = NONE if v is None else f"{v:.2f}"
     if v is not None and st is not None and st.spread is not None and st.n > 1 and metric != "hm":
         text += f" ± {st.spread:.2f}"
-    return text + (PARTIAL if partial else "") + (FLAG if flagged else "")
+    return text + markers(e, metric)
 
 
 def build_grid(report: Report, *, published: bool = False, per_seed: bool = False, source: str = "imagenet") -> Grid:
