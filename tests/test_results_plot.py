@@ -21,7 +21,8 @@ def _cli(argv):
 
 def test_plots_are_pngs(tmp_path, capsys):
     out = str(tmp_path / "output")
-    _fill(out, "fs", trainers=["MMRL", "MMRLpp", "ZeroshotCLIP"], datasets=["dtd", "eurosat", "ucf101"], shots=[1, 4, 16])
+    _fill(out, "fs", trainers=["MMRL", "MMRLpp", "ZeroshotCLIP"], datasets=["dtd", "eurosat", "ucf101"],
+          shots=[1, 4, 16])
     _fill(out, "b2n", trainers=["MMRL", "MMRLpp"], datasets=["dtd", "eurosat"])
     figs = tmp_path / "figs"
     assert _cli(["plot", "--protocol", "fs", "--out", str(figs), "--output", out, "--seeds", "1", "2"]) == 0

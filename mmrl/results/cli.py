@@ -80,7 +80,8 @@ def _paper_text(report, args, source: str) -> str:
     from mmrl.results import paper_render
     from mmrl.results.paper import build_paper
     table = build_paper(report, published=args.published, source=source)
-    return {"md": paper_render.to_markdown, "latex": paper_render.to_latex, "csv": paper_render.to_csv}[args.format](table)
+    render = {"md": paper_render.to_markdown, "latex": paper_render.to_latex, "csv": paper_render.to_csv}
+    return render[args.format](table)
 
 
 def _wide_text(report, args, source: str) -> str:
