@@ -52,3 +52,16 @@ def make_losses_nan(monkeypatch):
         loss, fused, parts = orig(self, *a)
         return loss * float("nan"), fused, parts
     monkeypatch.setattr(M, "loss_from_features", nan_loss)
+
+
+def stand_in_methods(monkeypatch, *names):
+    """Register a bare trainable method under each of ``names`` that is not registered, where
+    the baselines stand in the registry's (row) order: before MMRL (tables and sweeps need a
+    method's name and place, not its model)."""
+    from mmrl.trainers import Method, registry
+    have = {n: registry.get(n) for n in registry.names()}
+    new = {n: type(n, (Method,), {"name": n, "display": n, "published_key": n, "model_folder": n})()
+           for n in names if n not in have}
+    at = list(have).index("MMRL")
+    items = list(have.items())
+    monkeypatch.setattr(registry, "_methods", dict(items[:at] + list(new.items()) + items[at:]))

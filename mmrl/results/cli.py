@@ -48,9 +48,14 @@ def register_table(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", required=True, choices=PROTOCOLS)
     p.add_argument("--format", choices=("md", "latex", "csv"), default="md")
-    p.add_argument("--published", action="store_true", help="add the published numbers and our difference")
-    p.add_argument("--ci95", action="store_true", help="95%% confidence interval instead of the std")
-    p.add_argument("--per-seed", action="store_true", help="one extra column per seed")
+    p.add_argument("--layout", choices=("wide", "paper"), default="wide",
+                   help="wide: datasets as rows, a column group per trainer, mean ± spread (default); "
+                        "paper: the papers' tables, methods as rows, means, best bold and second underlined")
+    p.add_argument("--published", action="store_true",
+                   help="wide: add the published numbers and our difference as columns; "
+                        "paper: add a row per published source after each method")
+    p.add_argument("--ci95", action="store_true", help="95%% confidence interval instead of the std (wide)")
+    p.add_argument("--per-seed", action="store_true", help="one extra column per seed (wide)")
     p.add_argument("--allow-partial", action="store_true",
                    help="print cells with missing seeds (marked with a dagger) instead of refusing")
     p.add_argument("--save", default=None, metavar="FILE", help="also write the table to FILE")
@@ -59,18 +64,32 @@ def register_table(subparsers) -> None:
 
 
 def cmd_table(args) -> int:
-    from mmrl.results.render import build_grid, to_csv, to_latex, to_markdown
+    if args.layout == "paper" and (args.ci95 or args.per_seed):
+        raise ConfigError("--ci95 and --per-seed only apply to --layout wide: the paper layout prints means "
+                          "(drop them, or use --layout wide)")
     report, sel = _report(args, args.protocol, allow_partial=args.allow_partial, ci95=args.ci95)
-    if args.format == "csv":
-        text = to_csv(report, published=args.published, per_seed=args.per_seed)
-    else:
-        grid = build_grid(report, published=args.published, per_seed=args.per_seed, source=sel.source)
-        text = to_markdown(grid) if args.format == "md" else to_latex(grid)
+    text = _paper_text(report, args, sel.source) if args.layout == "paper" else _wide_text(report, args, sel.source)
     print(text, end="")
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save).write_text(text)
     return 0
+
+
+def _paper_text(report, args, source: str) -> str:
+    from mmrl.results import paper_render
+    from mmrl.results.paper import build_paper
+    table = build_paper(report, published=args.published, source=source)
+    render = {"md": paper_render.to_markdown, "latex": paper_render.to_latex, "csv": paper_render.to_csv}
+    return render[args.format](table)
+
+
+def _wide_text(report, args, source: str) -> str:
+    from mmrl.results.render import build_grid, to_csv, to_latex, to_markdown
+    if args.format == "csv":
+        return to_csv(report, published=args.published, per_seed=args.per_seed)
+    grid = build_grid(report, published=args.published, per_seed=args.per_seed, source=source)
+    return to_markdown(grid) if args.format == "md" else to_latex(grid)
 
 
 def register_plot(subparsers) -> None:

@@ -10,20 +10,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mmrl.results import methods  # noqa: E402
 from mmrl.results.aggregate import AVERAGE, Report  # noqa: E402
 from mmrl.sweep import catalog  # noqa: E402
 from mmrl.trainers import registry  # noqa: E402
 
 log = logging.getLogger("mmrl.results")
-
-
-
-def _color(trainer: str) -> str | None:
-    return registry.get(trainer).color if trainer in registry.names() else None
-
-
-def _label(trainer: str) -> str:
-    return registry.get(trainer).display if trainer in registry.names() else trainer
 
 
 def _name(stem: str) -> str:
@@ -59,13 +51,14 @@ def plot_few_shot(report: Report, out_dir: Path) -> list[Path]:
 
 
 def _few_shot_panel(ax, report: Report, stem: str, shots: list[int], xs: dict[int, int]) -> None:
-    for t in report.trainers:
-        color = _color(t)
+    for t in methods.row_order(report.trainers):
+        color = methods.color(t)
         if not registry.trains(t):
             e = report.entry(t, stem, 0)
             if e is not None and e.value("accuracy") is not None:
                 ax.axhline(e.value("accuracy"), color=color, ls="--", lw=1)
-                ax.plot([0], [e.value("accuracy")], marker="*", ms=11, color=color, ls="none", label=_label(t))
+                ax.plot([0], [e.value("accuracy")], marker="*", ms=11, color=color, ls="none",
+                        label=f"{methods.display_name(t)} (zero-shot)")
             continue
         pts = [(xs[k], report.entry(t, stem, k)) for k in shots]
         pts = [(x, e) for x, e in pts if e is not None and e.value("accuracy") is not None]
@@ -74,7 +67,7 @@ def _few_shot_panel(ax, report: Report, stem: str, shots: list[int], xs: dict[in
         x = [p[0] for p in pts]
         y = [p[1].value("accuracy") for p in pts]
         err = [p[1].spread_of("accuracy") or 0.0 for p in pts]
-        ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, color=color, label=_label(t))
+        ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, color=color, label=methods.display_name(t))
     ax.set_xticks([0, *xs.values()], ["0", *map(str, shots)])
     ax.set_xlim(-0.4, len(shots) + 0.4)
     ax.set_title(_name(stem), fontsize=11, fontweight="bold" if stem == AVERAGE else "normal")
@@ -86,7 +79,7 @@ def _few_shot_panel(ax, report: Report, stem: str, shots: list[int], xs: dict[in
 def plot_b2n(report: Report, out_dir: Path) -> list[Path]:
     """Three panels (Base, Novel, HM): bars per dataset, one colour per trainer."""
     stems = report.rows
-    trainers = report.trainers
+    trainers = methods.row_order(report.trainers)
     width = 0.8 / max(1, len(trainers))
     fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.9 * len(stems) * max(1, len(trainers)) + 2), 10), sharex=True)
     for ax, metric, title in zip(axes, ("base", "novel", "hm"), ("Base classes", "Novel classes", "Harmonic mean")):
@@ -100,8 +93,8 @@ def plot_b2n(report: Report, out_dir: Path) -> list[Path]:
                 xs.append(j + (i - (len(trainers) - 1) / 2) * width)
                 ys.append(v)
                 errs.append((e.spread_of(metric) or 0.0) if metric != "hm" else 0.0)
-            bars = ax.bar(xs, ys, width=width * 0.95, yerr=errs, capsize=2, color=_color(t),
-                          label=_label(t))
+            bars = ax.bar(xs, ys, width=width * 0.95, yerr=errs, capsize=2, color=methods.color(t),
+                          label=methods.display_name(t))
             if len(stems) <= 12:
                 ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
         ax.set_ylabel("accuracy (%)")

@@ -1,23 +1,28 @@
 """Published numbers shipped as package data (mmrl/results/published/*.csv, see its README).
 
-Every value there comes from secondary sources listed in sources.csv / provenance.csv; an
-empty cell means "not found" and stays blank in our tables.
+Each CSV row is one method as printed in one source (its ``paper`` column: the paper or
+README whose table holds the row); sources.csv / provenance.csv say where every value was
+read.  An empty cell means "not found" and stays blank in our tables.
 """
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmrl.results import methods
 from mmrl.results.aggregate import AVERAGE
-from mmrl.trainers import registry
 
 DATA_DIR = Path(__file__).resolve().parent / "published"
 FILES = {"b2n": "b2n.csv", "cd": "cross_dataset.csv", "dg": "domain_generalization.csv", "fs": "few_shot.csv"}
 
 
-def _method_key(trainer: str) -> str:
-    """The method's name in the published files."""
-    return registry.get(trainer).published_key if trainer in registry.names() else trainer
+@dataclass
+class Published:
+    method: str                  # the CSV's method column (methods.published_key of a trainer)
+    paper: str                   # whose table the row is copied from
+    values: dict[tuple[str, int | None], dict[str, float]] = field(default_factory=dict)
+    # (DATASET.NAME or AVERAGE, shots or None) -> {metric: value}
 
 
 def _num(text: str | None) -> float | None:
@@ -37,43 +42,54 @@ def _dataset_key(name: str) -> str:
     return name
 
 
-def load(protocol: str) -> dict[tuple[str, str, int | None], dict[str, float]]:
-    """(method, DATASET.NAME or AVERAGE, shots) -> {metric: value}; only cells that have a value."""
-    path = DATA_DIR / FILES[protocol]
-    out: dict[tuple[str, str, int | None], dict[str, float]] = {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        method = row.get("method", "").strip()
+def rows(protocol: str) -> list[Published]:
+    """One entry per (method, paper), in file order; entries without any value are left out."""
+    with open(DATA_DIR / FILES[protocol], newline="") as f:
+        lines = list(csv.DictReader(f))
+    out: dict[tuple[str, str], Published] = {}
+    for line in lines:
+        method, paper = line.get("method", "").strip(), line.get("paper", "").strip()
+        cells: dict[tuple[str, int | None], dict[str, float]] = {}
         if protocol == "b2n":
-            vals = {m: _num(row.get(m)) for m in ("base", "novel", "hm")}
+            cells[(_dataset_key(line["dataset"]), None)] = {m: _num(line.get(m)) for m in ("base", "novel", "hm")}
+        elif protocol == "fs":
+            cells[(_dataset_key(line["dataset"]), int(line["shots"]))] = {"accuracy": _num(line.get("accuracy"))}
+        else:  # wide: one column per dataset
+            for col, text in line.items():
+                if col not in ("paper", "method"):
+                    cells[(_dataset_key(col), None)] = {"accuracy": _num(text)}
+        for key, vals in cells.items():
             vals = {m: v for m, v in vals.items() if v is not None}
             if vals:
-                out[(method, _dataset_key(row["dataset"]), None)] = vals
-        elif protocol == "fs":
-            v = _num(row.get("accuracy"))
-            if v is not None:
-                out[(method, _dataset_key(row["dataset"]), int(row["shots"]))] = {"accuracy": v}
-        else:  # wide: one column per dataset
-            for col, text in row.items():
-                if col in ("paper", "method"):
-                    continue
-                v = _num(text)
-                if v is not None:
-                    out[(method, _dataset_key(col), None)] = {"accuracy": v}
+                out.setdefault((method, paper), Published(method, paper)).values.setdefault(key, {}).update(vals)
+    return list(out.values())
+
+
+def for_trainer(entries: list[Published], trainer: str) -> list[Published]:
+    key = methods.published_key(trainer)
+    return [p for p in entries if p.method == key]
+
+
+def load(protocol: str) -> dict[tuple[str, str, int | None], dict[str, float]]:
+    """(method, DATASET.NAME or AVERAGE, shots) -> {metric: value}: one number per cell, the
+    first source's in file order (the wide layout's "pub." column has room for one)."""
+    out: dict[tuple[str, str, int | None], dict[str, float]] = {}
+    for p in rows(protocol):
+        for (dataset, shots), vals in p.values.items():
+            out.setdefault((p.method, dataset, shots), vals)
     return out
 
 
 def lookup(table, trainer: str, dataset_name: str, shots: int | None, metric: str) -> float | None:
-    vals = table.get((_method_key(trainer), dataset_name, shots))
+    vals = table.get((methods.published_key(trainer), dataset_name, shots))
     return (vals or {}).get(metric)
 
 
 def has_any(table, trainer: str) -> bool:
-    method = _method_key(trainer)
+    method = methods.published_key(trainer)
     return any(key[0] == method for key in table)
 
 
 def note(protocol: str) -> str:
-    return (f"published: mmrl/results/published/{FILES[protocol]}, copied from secondary sources "
-            "(see that folder's README and provenance.csv); blank = not found")
+    return (f"published: mmrl/results/published/{FILES[protocol]}, with each value's source in that folder's "
+            "provenance.csv (some copied from secondary sources, see its README); blank = not found")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from mmrl.results import methods
 from mmrl.results import published as pub
 from mmrl.results.aggregate import AVERAGE, GAP, Entry, Report
 from mmrl.sweep import catalog
@@ -47,13 +48,13 @@ def _pub_key(stem: str) -> str:
 _FULL = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS, "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}
 
 
-def _comparable(report: Report, stem: str) -> bool:
+def comparable(report: Report, stem: str) -> bool:
     """A published Average compares only with an Average over the same (full) dataset list."""
     return stem != AVERAGE or set(_FULL[report.protocol]) <= set(report.rows)
 
 
 def _lookup(table, report: Report, trainer: str, stem: str, shots, metric: str):
-    if not _comparable(report, stem):
+    if not comparable(report, stem):
         return None
     return pub.lookup(table, trainer, _pub_key(stem), shots, metric)
 
@@ -62,17 +63,23 @@ def _trainer_name(trainer: str, fs: bool) -> str:
     return f"{trainer} (0-shot)" if fs and not registry.trains(trainer) else trainer
 
 
+def markers(e: Entry, metric: str) -> str:
+    """PARTIAL and/or FLAG for one cell (an HM or an Average inherits them from its parts)."""
+    st = e.metrics.get(metric)
+    partial = e.partial if metric == "hm" or e.dataset == AVERAGE else (st is None or st.partial)
+    flagged = any(m == metric for m, _, _ in e.flags) or (metric == "hm" and bool(e.flags))
+    return (PARTIAL if partial else "") + (FLAG if flagged else "")
+
+
 def _cell(e: Entry | None, metric: str) -> str:
     if e is None:
         return NONE
     v = e.value(metric)
     st = e.metrics.get(metric)
-    partial = e.partial if metric == "hm" or e.dataset == AVERAGE else (st is None or st.partial)
-    flagged = any(m == metric for m, _, _ in e.flags) or (metric == "hm" and bool(e.flags))
     text = NONE if v is None else f"{v:.2f}"
     if v is not None and st is not None and st.spread is not None and st.n > 1 and metric != "hm":
         text += f" ± {st.spread:.2f}"
-    return text + (PARTIAL if partial else "") + (FLAG if flagged else "")
+    return text + markers(e, metric)
 
 
 def build_grid(report: Report, *, published: bool = False, per_seed: bool = False, source: str = "imagenet") -> Grid:
@@ -115,10 +122,14 @@ def build_grid(report: Report, *, published: bool = False, per_seed: bool = Fals
                 footnotes(report, published))
 
 
-def footnotes(report: Report, published: bool) -> list[str]:
+def footnotes(report: Report, published: bool, layout: str = "wide") -> list[str]:
     notes = []
     seeds = " ".join(map(str, report.seeds))
-    if report.ci95:
+    if layout == "paper":
+        notes.append(f"Mean over seeds {seeds} (spreads: --layout wide). Bold: best, underlined: second best of "
+                     "each column among our rows (equal printed values share the mark; published rows are not "
+                     "ranked).")
+    elif report.ci95:
         notes.append(f"Mean ± 95% confidence interval (1.96 · population std / √n) over seeds {seeds}.")
     else:
         notes.append(f"Mean ± population std (ddof 0) over seeds {seeds}.")
@@ -130,9 +141,11 @@ def footnotes(report: Report, published: bool) -> list[str]:
         notes.append(f"Average over the target datasets ({src}, the training source, is not in it).")
     else:
         notes.append("Average over datasets per number of shots.")
-    for t in report.trainers:
-        if not registry.trains(t):
-            notes.append(f"{t}: one evaluation per dataset (no training, no randomness).")
+    for t in [t for t in report.trainers if not registry.trains(t)]:
+        name = t if layout == "wide" else methods.display_name(t)
+        notes.append(f"{name}: one evaluation per dataset (no training, no randomness)"
+                     + ("; zero-shot, so the same numbers in every shot table." if layout == "paper"
+                        and report.protocol == "fs" else "."))
     if report.missing:
         listed = report.missing[:MAX_LISTED]
         more = f" (+{len(report.missing) - MAX_LISTED} more)" if len(report.missing) > MAX_LISTED else ""
@@ -145,8 +158,8 @@ def footnotes(report: Report, published: bool) -> list[str]:
     if report.log_sourced:
         notes.append("Some values were parsed from log.txt (runs without record.json), which rounds to 0.1.")
     if published:
-        notes.append("Δ = ours − published; " + pub.note(report.protocol) + ".")
-        if not _comparable(report, AVERAGE):
+        notes.append(("Δ = ours − published; " if layout == "wide" else "") + pub.note(report.protocol) + ".")
+        if not comparable(report, AVERAGE) and any(k[1] == AVERAGE for k in pub.load(report.protocol)):
             notes.append("The published Average is left out: it covers all of the protocol's datasets, ours does not.")
     return notes
 

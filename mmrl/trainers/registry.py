@@ -14,7 +14,8 @@ import os
 from mmrl.errors import ConfigError
 from mmrl.trainers.base import Method
 
-BUILTIN = ("mmrl.trainers.mmrl", "mmrl.trainers.mmrlpp", "mmrl.trainers.zeroshot_clip")
+# In the order of the paper tables' rows.
+BUILTIN = ("mmrl.trainers.zeroshot_clip", "mmrl.trainers.mmrl", "mmrl.trainers.mmrlpp")
 ENV = "MMRL_METHOD_MODULES"
 
 _methods: dict[str, Method] = {}
@@ -22,13 +23,17 @@ _loaded = False
 
 
 def register(method: Method) -> Method:
-    """Add ``method`` (an instance); a second method of the same name is refused."""
+    """Add ``method`` (an instance) after the built-ins; a second method of the same name is refused."""
+    if not _loaded and type(method).__module__ not in BUILTIN:
+        _load()
     if not method.name or not method.model_folder and method.trains:
         raise ConfigError(f"{type(method).__name__}: a method needs a name and, if it trains, a model_folder")
     have = _methods.get(method.name)
     if have is not None and type(have) is not type(method):
         raise ConfigError(f"a method named {method.name!r} is already registered ({type(have).__module__}); "
                           f"choose another name")
+    method.display = method.display or method.name
+    method.published_key = method.published_key or method.display
     _methods[method.name] = method
     return method
 

@@ -12,7 +12,7 @@ from mmrl.trainers.registry import register
 
 class ZeroshotCLIP(Method):
     name = "ZeroshotCLIP"
-    display = "Zero-shot CLIP"
+    display = "CLIP"
     published_key = "CLIP"
     color = "tab:gray"
     trains = False
