@@ -66,8 +66,9 @@ def config_path(path: str | os.PathLike) -> Path:
     return shipped if shipped.is_file() else p
 
 
-def get_default_config() -> CN:
-    """Dassl's defaults (the keys the protocol and the authors' YAMLs use) + our keys and the methods' blocks."""
+def get_default_config(trainer: str = "") -> CN:
+    """Dassl's defaults (the keys the protocol and the authors' YAMLs use) + our keys and the methods'
+    blocks; a block several methods read has the defaults of ``trainer`` when it is one of them."""
     c = CN()
     c.VERSION = 1
     c.OUTPUT_DIR = "./output"
@@ -200,9 +201,13 @@ def get_default_config() -> CN:
 
     c.TRAINER = CN()
     c.TRAINER.NAME = ""
-    for m in _methods():  # each method's block, TRAINER.<NAME>
-        if m.block_key not in c.TRAINER:
-            c.TRAINER[m.block_key] = m.config_block()
+    for m in _methods():
+        for key, block in m.config_blocks().items():
+            if key not in c.TRAINER:
+                c.TRAINER[key] = block
+    if trainer:
+        for key, block in _method(trainer).config_blocks().items():
+            c.TRAINER[key] = block
     return c
 
 
@@ -286,8 +291,8 @@ class ResolvedConfig:
 class ConfigBuilder:
     """Applies layers to a config while recording which layer set each key."""
 
-    def __init__(self) -> None:
-        self.cfg = get_default_config()
+    def __init__(self, trainer: str = "") -> None:
+        self.cfg = get_default_config(trainer)
         self.provenance: dict[str, str] = {k: "default" for k in flatten(self.cfg)}
         self._known = set(self.provenance)
 
@@ -399,7 +404,9 @@ def _opts_value(opts: list[str], key: str) -> str | None:
 
 
 def resolve_config(args: RunArgs) -> ResolvedConfig:
-    b = ConfigBuilder()
+    if args.trainer:
+        _method(args.trainer)  # known, else a ConfigError listing the registered ones
+    b = ConfigBuilder(args.trainer)
     if args.dataset_config_file:
         b.merge_yaml(args.dataset_config_file, "dataset")
     if args.config_file:
@@ -485,17 +492,29 @@ def _check_choice(key: str, value: Any, allowed: tuple, provenance: dict[str, st
                       f"{', '.join(repr(a) for a in allowed)}.")
 
 
+def _validated_methods(cfg: CN) -> list:
+    """The running method, and the methods whose blocks every config hashes (their blocks are
+    always their own)."""
+    running = cfg.TRAINER.NAME if cfg.TRAINER.NAME in _method_names() else ""
+    return [m for m in _methods() if m.name == running or m.block_in_every_hash]
+
+
+def _method_names() -> list[str]:
+    from mmrl.trainers import registry
+    return registry.names()
+
+
 def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None = None) -> None:
     """Refuse values the harness would not honour, before any data or model is loaded."""
     prov = provenance or {}
     flat = flatten(cfg)
     for key, allowed in ENUMERATED.items():
         _check_choice(key, flat[key], allowed, prov)
-    for m in _methods():
+    for m in _validated_methods(cfg):
         for key, allowed in m.enumerated_keys().items():
             full = f"TRAINER.{m.block_key}.{key}"
             _check_choice(full, flat[full], allowed, prov)
-        m.validate(cfg.TRAINER[m.block_key])
+        m.validate(cfg.TRAINER)
     if trains:
         for key, allowed in ENUMERATED_TRAINING.items():
             _check_choice(key, flat[key], allowed, prov, " by the MMRL protocol's training loop")
@@ -544,10 +563,10 @@ def _other_blocks(flat: dict[str, Any]) -> set[str]:
     """The keys of other methods' blocks, which do not change what this run computes (the blocks
     of the methods flagged ``block_in_every_hash`` excepted: runs recorded before methods were
     plug-ins hashed them, and keep their hash)."""
-    from mmrl.trainers import registry
     name = flat.get("TRAINER.NAME") or ""
-    own = registry.get(name).block_key if name in registry.names() else name
-    skip = {f"TRAINER.{m.block_key}." for m in _methods() if not m.block_in_every_hash and m.block_key != own}
+    own = set(_method(name).config_blocks()) if name in _method_names() else {name}
+    skip = {f"TRAINER.{key}." for m in _methods() if not m.block_in_every_hash
+            for key in m.config_blocks() if key not in own}
     return {k for k in flat if any(k.startswith(p) for p in skip)}
 
 

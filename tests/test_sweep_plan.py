@@ -129,7 +129,7 @@ def test_chains_group_a_training_with_its_evaluations():
 def test_bad_inputs_fail_clearly():
     with pytest.raises(ConfigError, match="unknown protocol"):
         expand("xx")
-    with pytest.raises(ConfigError, match="'NoSuchMethod' is not known; choose one of MMRL, "):
+    with pytest.raises(ConfigError, match="'NoSuchMethod' is not known; choose one of .*MMRL, MMRLpp"):
         expand("b2n", trainers=["NoSuchMethod"])
     with pytest.raises(ConfigError, match="KEY VALUE"):
         expand("b2n", extra_opts=["OPTIM.LR"])

@@ -66,11 +66,17 @@ class Method:
 
     # -- config -------------------------------------------------------------------------------
     def config_block(self) -> CN:
-        """TRAINER.<name>: its keys with their defaults (the types are the defaults' types)."""
+        """TRAINER.<block_key>: its keys with their defaults (the types are the defaults' types)."""
         return CN()
 
-    def validate(self, block: CN) -> None:
-        """Refuse values of its block the method cannot honour (ConfigError naming the key)."""
+    def config_blocks(self) -> dict[str, CN]:
+        """Every TRAINER.<KEY> block it reads (several methods may read one block, each with its
+        own defaults: a run's config takes the running method's)."""
+        return {self.block_key: self.config_block()}
+
+    def validate(self, trainer_node: CN) -> None:
+        """Refuse values of its blocks (``trainer_node`` is cfg.TRAINER) the method cannot honour
+        (ConfigError naming the key)."""
 
     def precision(self, cfg) -> str:
         """The requested training arithmetic (PREC)."""

@@ -83,8 +83,9 @@ class MMRL(Method):
     def enumerated_keys(self) -> dict[str, tuple]:
         return {"PREC": PRECISIONS}
 
-    def validate(self, blk: CN) -> None:
-        where = f"TRAINER.{self.name}"
+    def validate(self, trainer_node: CN) -> None:
+        blk = trainer_node[self.block_key]
+        where = f"TRAINER.{self.block_key}"
         layers = list(blk.REP_LAYERS)
         if layers and (layers != sorted(set(layers)) or min(layers) < 1):
             raise ConfigError(f"{where}.REP_LAYERS must be sorted, unique, 1-based layer numbers; got {layers}")
