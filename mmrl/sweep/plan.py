@@ -75,9 +75,9 @@ def check_protocol(protocol: str) -> str:
     return p
 
 
-def cfg_for(protocol: str, trainer: str, stem: str) -> str:
+def cfg_for(protocol: str, trainer: str, stem: str, shots: int = 16) -> str:
     """The trainer config stem (docs/protocol.md#configs-per-task; the demo dataset has its own)."""
-    return registry.get(trainer).config_stem(protocol, stem, demo=stem == catalog.DEMO)
+    return registry.get(trainer).config_stem(protocol, stem, demo=stem == catalog.DEMO, shots=shots)
 
 
 def _absolute(path: Path) -> str:
@@ -173,33 +173,36 @@ def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
 
 
 def _b2n(b: _Builder, trainer: str, datasets: list[str], seeds: list[int]) -> None:
+    method = registry.get(trainer)
     for stem in datasets:
         cfg = cfg_for("b2n", trainer, stem)
+        pin, pin_test = method.sweep_pins("b2n", "train", stem), method.sweep_pins("b2n", "eval", stem)
         for seed in seeds:
             tail = [stem, "shots_16", trainer, cfg, f"seed{seed}"]
             train_dir = run_dir(b.output, "base2new", "train_base", *tail)
             b.add(trainer=trainer, stem=stem, shots=16, seed=seed, cfg=cfg, role="train", metric="base",
                   out_dir=train_dir,
-                  opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N"])
+                  opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", *pin, "TASK", "B2N"])
             b.add(trainer=trainer, stem=stem, shots=16, seed=seed, cfg=cfg, role="eval", metric="novel",
                   out_dir=run_dir(b.output, "base2new", "test_new", *tail), model_dir=train_dir, eval_only=True,
-                  opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", "TASK", "B2N"])
+                  opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", *pin_test, "TASK", "B2N"])
 
 
 def _fs(b: _Builder, trainer: str, datasets: list[str], seeds: list[int], shots: list[int]) -> None:
+    method = registry.get(trainer)
     for stem in datasets:
-        cfg = cfg_for("fs", trainer, stem)
         for k in shots:  # the authors' order: shots outer, seeds inner
+            cfg = cfg_for("fs", trainer, stem, k)
             for seed in seeds:
                 b.add(trainer=trainer, stem=stem, shots=k, seed=seed, cfg=cfg, role="train", metric="accuracy",
                       out_dir=run_dir(b.output, "few_shot", stem, f"shots_{k}", trainer, cfg, f"seed{seed}"),
-                      opts=["DATASET.NUM_SHOTS", str(k), "TASK", "FS"])
+                      opts=["DATASET.NUM_SHOTS", str(k), *method.sweep_pins("fs", "train", stem), "TASK", "FS"])
 
 
 def _cd(b: _Builder, trainer: str, targets: list[str], seeds: list[int], source: str) -> None:
     cfg = cfg_for(b.protocol, trainer, source)
     method = registry.get(trainer)
-    pin, pin_test = method.sweep_pins(b.protocol, "train"), method.sweep_pins(b.protocol, "eval")
+    pin, pin_test = method.sweep_pins(b.protocol, "train", source), method.sweep_pins(b.protocol, "eval", source)
     for seed in seeds:
         train_dir = run_dir(b.output, "cross_dataset", "train", source, "shots_16", trainer, cfg, f"seed{seed}")
         b.add(trainer=trainer, stem=source, shots=16, seed=seed, cfg=cfg, role="train", metric="accuracy",

@@ -87,8 +87,8 @@ class Method:
         return {}
 
     # -- protocol -----------------------------------------------------------------------------
-    def config_stem(self, protocol: str, stem: str, demo: bool) -> str:
-        """The trainer config a sweep runs for ``protocol`` on dataset ``stem``."""
+    def config_stem(self, protocol: str, stem: str, demo: bool, shots: int = 16) -> str:
+        """The trainer config a sweep runs for ``protocol`` on dataset ``stem`` with ``shots``."""
         if demo:
             return "demo"
         if stem == "imagenet" and protocol in ("b2n", "fs"):
@@ -99,9 +99,9 @@ class Method:
         """The folder under configs/trainers/ the sweep takes this method's config files from."""
         return self.config_dir
 
-    def sweep_pins(self, protocol: str, role: str) -> list[str]:
-        """KEY VALUE options its official scripts pass on the command line for ``protocol``
-        (role "train" or "eval")."""
+    def sweep_pins(self, protocol: str, role: str, stem: str) -> list[str]:
+        """KEY VALUE options its official scripts pass on the command line for ``protocol`` on
+        dataset ``stem`` (role "train" or "eval")."""
         return []
 
     # -- model --------------------------------------------------------------------------------

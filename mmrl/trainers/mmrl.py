@@ -94,7 +94,7 @@ class MMRL(Method):
         if not 0.0 <= blk.ALPHA <= 1.0:
             raise ConfigError(f"{where}.ALPHA must lie in [0, 1]; got {blk.ALPHA}")
 
-    def sweep_pins(self, protocol: str, role: str) -> list[str]:
+    def sweep_pins(self, protocol: str, role: str, stem: str) -> list[str]:
         # The authors' cross-dataset scripts pin lambda 0.2 and (at test time) REP_DIM 512 on the
         # command line, so per-dataset overrides cannot change the ImageNet checkpoint's shapes.
         if protocol not in ("cd", "dg"):

@@ -13,7 +13,7 @@ class MMRLpp(MMRL):
     color = "tab:orange"
     block_extra = {"BETA": 0.9, "PROJ_LORA_DIM": 64, "RES_LORA_DIM": 4}
 
-    def sweep_pins(self, protocol: str, role: str) -> list[str]:
+    def sweep_pins(self, protocol: str, role: str, stem: str) -> list[str]:
         return []  # its cross-dataset scripts pass neither of MMRL's pins
 
 

@@ -26,7 +26,7 @@ class ZeroshotCLIP(Method):
     def enumerated_keys(self) -> dict[str, tuple]:
         return {"PREC": PRECISIONS}
 
-    def config_stem(self, protocol: str, stem: str, demo: bool) -> str:
+    def config_stem(self, protocol: str, stem: str, demo: bool, shots: int = 16) -> str:
         return "demo" if demo else "vit_b16"
 
     def config_folder(self) -> str:
