@@ -1,4 +1,6 @@
 """IVLP, MaPLe and PromptSRC compute spec baselines.md §5-§7; the fast path equals the reference."""
+import ast
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -274,3 +276,92 @@ def test_eval_features_follow_loaded_weights(tiny_clip):
     other.eval()
     assert torch.equal(model.forward_eval(imgs)["class"], other.forward_eval(imgs)["class"])
     assert not torch.allclose(before, other.forward_eval(imgs)["class"])
+
+
+# -- the shipped configs ----------------------------------------------------------------------
+
+CONFIGS = {  # file: (LR, MAX_EPOCH, (N_CTX_TEXT, N_CTX_VISION, DEPTH_TEXT, DEPTH_VISION), GPA) - spec §5.4, §6.4, §7.6
+    "IVLP/vit_b16_c2_ep5_batch4_2+2ctx": (0.0035, 5, (2, 2, 12, 12), None),
+    "IVLP/vit_b16_c2_ep5_batch4_4ctx_language_only": (0.0025, 5, (4, 0, 12, 0), None),
+    "IVLP/vit_b16_c2_ep20_batch4_4+4ctx": (0.0025, 20, (4, 4, 9, 9), None),
+    "MaPLe/vit_b16_c2_ep5_batch4_2ctx": (0.0035, 5, (2, 2, 9, 9), None),
+    "MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets": (0.0026, 2, (2, 2, 3, 3), None),
+    "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx": (0.0025, 20, (4, 4, 9, 9), (15.0, 1.0)),
+    "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets": (0.0025, 20, (4, 4, 3, 3), (6.0, 10.0)),
+    "PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot": (0.0025, 50, (4, 4, 9, 9), (30.0, 30.0)),
+}
+
+
+def _merged(path):
+    """The defaults plus our config blocks with the YAML applied (ints accepted for floats)."""
+    import yaml
+    from mmrl.config import flatten, get_default_config
+    cfg = get_default_config()
+    for trainer, key in dp.CONFIG_KEY.items():
+        cfg.TRAINER[key] = dp.config_block(trainer)
+    known = flatten(cfg)
+
+    def walk(node, data, prefix=""):
+        for k, v in data.items():
+            full = prefix + k
+            if isinstance(v, dict):
+                walk(node[k], v, full + ".")
+                continue
+            assert full in known, f"{path}: {full} is not a known key"
+            old = node[k]
+            if isinstance(v, str) and not isinstance(old, str):
+                v = ast.literal_eval(v)  # "(224, 224)", "1e-5": read as yacs reads them
+            if isinstance(old, float) and isinstance(v, int):
+                v = float(v)
+            elif isinstance(old, (tuple, list)) and isinstance(v, (tuple, list)):
+                v = type(old)(v)
+            assert type(v) is type(old), f"{path}: {full} is {v!r}, default {old!r}"
+            node[k] = v
+    walk(cfg, yaml.safe_load(path.read_text()))
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_shipped_configs_are_the_authors(name):
+    from mmrl.config import configs_dir
+    path = configs_dir() / "trainers" / f"{name}.yaml"
+    assert path.read_text().startswith("# Protocol: ")
+    lr, epochs, shape, gpa = CONFIGS[name]
+    cfg = _merged(path)
+    cfg.TRAINER.NAME = name.split("/")[0]
+    assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH) == ("sgd", lr, epochs)
+    assert (cfg.OPTIM.WARMUP_EPOCH, cfg.OPTIM.WARMUP_TYPE, cfg.OPTIM.WARMUP_CONS_LR) == (1, "constant", 1e-5)
+    assert (cfg.DATALOADER.TRAIN_X.BATCH_SIZE, cfg.DATALOADER.TEST.BATCH_SIZE, cfg.TRAIN.PRINT_FREQ) == (4, 100, 20)
+    assert cfg.INPUT.RRCROP_SCALE == (0.08, 1.0) and cfg.MODEL.BACKBONE.NAME == "ViT-B/16"
+    blk = cfg.TRAINER[dp.CONFIG_KEY[cfg.TRAINER.NAME]]
+    assert (blk.PREC, blk.CTX_INIT) == ("fp16", "a photo of a")
+    arch = DeepPromptArch.from_cfg(cfg)
+    assert (arch.n_ctx_text, arch.n_ctx_vision, arch.depth_text, arch.depth_vision) == shape
+    if gpa is not None:
+        assert (blk.GPA_MEAN, blk.GPA_STD, blk.TEXT_LOSS_WEIGHT, blk.IMAGE_LOSS_WEIGHT) == (*gpa, 25.0, 10.0)
+
+
+def test_promptsrc_few_shot_gpa_overrides():
+    """(45, 5) for the five datasets the authors name, under TASK FS only (spec §7.6)."""
+    import yaml
+    from mmrl.config import configs_dir
+    table = yaml.safe_load((configs_dir() / "overrides" / "PromptSRC.yaml").read_text())
+    assert not table["B2N"] and not table["CD"]
+    assert sorted(table["FS"]) == sorted(["StanfordCars", "OxfordFlowers", "FGVCAircraft", "DescribableTextures",
+                                          "EuroSAT"])
+    for entry in table["FS"].values():
+        assert entry == {"TRAINER.PROMPTSRC.GPA_MEAN": 45.0, "TRAINER.PROMPTSRC.GPA_STD": 5.0}
+
+
+@pytest.mark.parametrize("trainer", ["IVLP", "MaPLe", "PromptSRC"])
+def test_train_step_under_bf16_autocast(tiny_clip, trainer):
+    """Other precisions than the reference's fp16 run: a bf16 autocast step gives finite gradients."""
+    model = make(tiny_clip, trainer, n_ctx_text=2, n_ctx_vision=2, depth_text=3, depth_vision=3)
+    imgs, y = images(2), torch.tensor([0, 4])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logits, _ = model.forward_train(imgs, y)
+    loss.backward()
+    assert torch.isfinite(loss) and logits.shape == (2, len(CLASSES))
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in model.parameters())
+    ref_loss, _ = ReferenceDeepPrompts(model).forward_train(imgs, y)
+    assert abs(loss.item() - ref_loss.item()) < 0.1 * max(1.0, ref_loss.item())  # bf16 rounding only
