@@ -74,6 +74,20 @@ def test_fast_equals_reference_tiny(tiny_clip, trainer, arch):
     compare_with_reference(model, images(), torch.tensor([0, 3, 4]))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer,arch", [
+    ("IVLP", dict(n_ctx_text=2, n_ctx_vision=2, depth_text=12, depth_vision=12)),
+    ("MaPLe", dict(n_ctx_text=2, n_ctx_vision=2, depth_text=9, depth_vision=9)),
+    ("PromptSRC", dict(n_ctx_text=4, n_ctx_vision=4, depth_text=9, depth_vision=9)),
+])
+def test_fast_equals_reference_vitb16_size(vitb16_clip, trainer, arch):
+    """The B2N settings at ViT-B/16 dimensions (random weights)."""
+    torch.manual_seed(1)
+    model = build_deep_prompt_model(DeepPromptArch(trainer=trainer, **arch), vitb16_clip, CLASSES)
+    perturb(model, 0.02)
+    compare_with_reference(model, images(2, seed=6), torch.tensor([1, 4]))
+
+
 @pytest.mark.parametrize("trainer", ["IVLP", "MaPLe", "PromptSRC"])
 def test_length_groups_equal_reference(tiny_clip, monkeypatch, trainer):
     """Prompts of very different lengths in several groups give the reference's features."""
