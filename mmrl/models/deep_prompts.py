@@ -380,9 +380,10 @@ class PromptSRC(IVLP):
             ids = tokenize(texts)
             prompts = Prompts(texts, ids, ids.argmax(dim=-1))
             plan = self._plan(prompts, "templates")
+            ids = ids.to(self.device)
             feats = []
             for idx, length, eot in plan.groups:
-                x = towers.text_embed(self.clip, prompts.ids[:, :length].to(self.device)[idx])
+                x = towers.text_embed(self.clip, ids[idx, :length])
                 feats.append(self._text_tower(x, eot, []))
             per_template = plan.scatter(feats).view(len(PROMPTSRC_TEMPLATES), len(self.classnames), -1)
             return per_template.transpose(0, 1).mean(dim=1)
