@@ -77,3 +77,45 @@ def test_refusals():
     other = GaussianPromptAggregation(15, 2, 20)
     with pytest.raises(CheckpointError, match="GPA"):
         gpa.load_state_dict(other.state_dict())
+
+
+def test_killed_promptsrc_run_resumes_to_the_same_aggregate(tiny_clip, tmp_path):
+    """Three epochs of two SGD steps with GPA after each epoch: stopping after epoch 2 and resuming
+    from the saved model, optimizer and GPA state ends with the uninterrupted run's aggregate."""
+    from mmrl.models.deep_prompts import DeepPromptArch, build_deep_prompt_model
+
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(1, 3, 224, 224, generator=g), torch.randint(0, 3, (1,), generator=g)) for _ in range(6)]
+
+    def build():
+        torch.manual_seed(0)
+        model = build_deep_prompt_model(DeepPromptArch("PromptSRC", "tiny-test", 2, 2, 3, 3), tiny_clip,
+                                        ["cat", "dog", "sea_lion"])
+        return model, torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=5e-4), \
+            GaussianPromptAggregation(2.0, 1.0, 3)
+
+    def run_epochs(model, optim, gpa, epochs):
+        for epoch in epochs:
+            for images, labels in batches[2 * (epoch - 1):2 * epoch]:
+                optim.zero_grad()
+                model.forward_train(images, labels)[0].backward()
+                optim.step()
+            gpa.add_epoch(epoch, model.state_dict())
+        if gpa.complete:
+            model.load_state_dict(gpa.final_state())
+
+    whole = build()
+    run_epochs(*whole, [1, 2, 3])
+    first = build()
+    run_epochs(*first, [1, 2])
+    torch.save({"model": first[0].state_dict(), "optim": first[1].state_dict(), "gpa": first[2].state_dict()},
+               tmp_path / "resume.pth")
+    resumed = build()
+    state = torch.load(tmp_path / "resume.pth", weights_only=True)
+    resumed[0].load_state_dict(state["model"])
+    resumed[1].load_state_dict(state["optim"])
+    resumed[2].load_state_dict(state["gpa"])
+    run_epochs(*resumed, [3])
+    final, want = resumed[0].state_dict(), whole[0].state_dict()
+    assert all(torch.equal(final[k], want[k]) for k in want)
+    assert not torch.equal(want["ctx"], first[0].state_dict()["ctx"])  # epoch 3 and the aggregate changed it

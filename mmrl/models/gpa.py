@@ -39,6 +39,11 @@ class GaussianPromptAggregation:
         self.epochs_done = 0
         self._sum: dict[str, torch.Tensor] | None = None
 
+    @classmethod
+    def from_cfg(cls, cfg) -> "GaussianPromptAggregation":
+        blk = cfg.TRAINER.PROMPTSRC
+        return cls(float(blk.GPA_MEAN), float(blk.GPA_STD), int(cfg.OPTIM.MAX_EPOCH))
+
     @property
     def complete(self) -> bool:
         return self.epochs_done == self.epochs
