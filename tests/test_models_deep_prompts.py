@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import mmrl.models.deep_prompts as dp
 from mmrl.errors import ConfigError
-from mmrl.models.deep_prompts import (DeepPromptArch, DeepPromptBehaviour, PromptSRC, build_deep_prompt_model,
+from mmrl.models.deep_prompts import (DeepPromptArch, DeepPromptBehaviour, build_deep_prompt_model,
                                       phrase_context)
 from mmrl.models.deep_prompts_reference import ReferenceDeepPrompts
 from mmrl.models.mmrl import count_parameters
