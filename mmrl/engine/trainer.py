@@ -128,6 +128,7 @@ class Trainer:
             if used != want and not (key == "PREC" and eval_only):
                 log.warning("%s %s needs CUDA; running in %s on %s", key, want, used, self.device)
         self.start_epoch = 0
+        self.epoch_hook = None  # the method's training state beyond its parameters (set when training)
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.loaded_checkpoint: dict | None = None  # {"path", "sha256", "epoch"} of an evaluated checkpoint
         self.backbone_info: BackboneInfo | None = None
@@ -171,7 +172,8 @@ class Trainer:
             ck = read_eval_checkpoint(self.model_dir, self.load_epoch, self.method.model_folder)
             self.model = self.method.build_for_eval(ctx, ck)
             log.info('Loading weights to %s from "%s" (epoch = %s)', self.method.model_folder, ck.path, ck.epoch)
-            self.loaded_checkpoint = {"path": ck.path, "sha256": rundir.file_sha256(ck.path), "epoch": ck.epoch}
+            self.loaded_checkpoint = {"path": ck.path, "sha256": rundir.file_sha256(ck.path), "epoch": ck.epoch,
+                                      **({"notes": ck.notes} if ck.notes else {})}
         else:
             self.model = self.method.build(ctx, for_training=not self.eval_only)
         self.head = self.method.head(cfg)
@@ -181,6 +183,7 @@ class Trainer:
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision["used"] == "amp")
             self.step = TrainStep(self.model, self.optimizer, self.scaler, self.precision["used"], self.device,
                                   graphs=bool(cfg.TRAIN.CUDA_GRAPH))
+            self.epoch_hook = self.method.epoch_hook(cfg, self.model)
         log.info("Loading evaluator: Classification")
 
     def parameter_counts(self) -> dict[str, int]:
@@ -197,6 +200,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": epoch_done, "rng": rng_state(),
             "arch": self.method.arch(self.model),
+            "epoch_hook": self.epoch_hook.state_dict() if self.epoch_hook else None,
         }, self._resume_path())
 
     def try_resume(self) -> None:
@@ -213,6 +217,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.epoch_hook:
+            self.epoch_hook.load_state_dict(state.get("epoch_hook") or {})
         set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"])
         log.info("Previous epoch: %d", self.start_epoch)
@@ -225,6 +231,10 @@ class Trainer:
         for epoch in range(self.start_epoch, self.max_epoch):
             self.run_epoch(epoch)
             last = epoch + 1 == self.max_epoch
+            if self.epoch_hook:
+                self.epoch_hook.after_epoch(epoch + 1, self.model)
+                if last:
+                    self.epoch_hook.finish(self.model)
             freq = self.cfg.TRAIN.CHECKPOINT_FREQ
             if last or (freq > 0 and (epoch + 1) % freq == 0):
                 path = ckpt.save_checkpoint(self.output_dir, folder=self.method.model_folder,

@@ -6,7 +6,7 @@ in :mod:`mmrl.trainers.registry`; its YAML files live in ``configs/trainers/<con
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -34,11 +34,32 @@ class BuildContext:
 @dataclass
 class EvalCheckpoint:
     """A checkpoint read for evaluation: its tensors, its stored architecture ({} for an
-    official file, whose shapes tell it), its epoch and where it came from."""
+    official file, whose shapes tell it), its epoch and where it came from. ``notes``: what
+    the method wants the run's record to say about how it used the file."""
     path: str
     state_dict: dict[str, torch.Tensor]
     arch: dict[str, Any]
     epoch: int | None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class EpochHook:
+    """Per-run training state a method keeps besides its parameters (e.g. PromptSRC's prompt
+    aggregation): told the end of every epoch, asked for the final parameters, and saved
+    in and restored from the resume file, so a killed run resumes to the same result."""
+
+    def after_epoch(self, epoch: int, model: nn.Module) -> None:
+        """``epoch`` (1-based) finished, after the optimiser and scheduler steps of its last batch."""
+
+    def finish(self, model: nn.Module) -> None:
+        """Training is over: put the final parameters into ``model`` (before the final
+        checkpoint and test)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class Method:
@@ -125,4 +146,8 @@ class Method:
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]
+
+    def epoch_hook(self, cfg, model: nn.Module) -> EpochHook | None:
+        """Its per-run training state beyond the parameters, if it has any."""
+        return None
 
