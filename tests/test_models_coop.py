@@ -1,0 +1,211 @@
+"""CoOp, CoCoOp and KgCoOp: the fast models equal the straightforward reference; init and loss as the spec says."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmrl.models.coop as coop
+from mmrl.errors import ConfigError
+from mmrl.models.coop import CoCoOp, CoOp, KgCoOp, PromptArch, build_prompt_model, kgcoop_template
+from mmrl.models.coop_reference import ReferencePrompted
+from mmrl.models.prompts import tokenize
+
+# names of several BPE lengths (one with "_"), so that prompts fall into several length groups
+CLASSES = ["Annual_Crop_Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Sea or Lake",
+           "a much longer class name with many words", "x"]
+
+
+def make(clip, trainer="CoOp", classes=CLASSES, w=8.0, **arch):
+    torch.manual_seed(1)
+    spec = PromptArch(trainer=trainer, backbone="tiny-test", **arch)
+    return build_prompt_model(spec, clip, classes, template="a photo of a {}, a type of texture.", w=w)
+
+
+def perturb(model, scale=0.05):
+    """Move every learned tensor off its init (a phrase's embedding is special in no way then);
+    the tiny meta-net has 2 hidden units: keep them alive so that every tensor gets a gradient."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+        if isinstance(model, CoCoOp):
+            model.prompt_learner.meta_net.linear1.bias.fill_(0.5)
+
+
+def images(n, seed=5):
+    return torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+
+
+def compare_with_reference(model, x, labels, tol=1e-4):
+    ref = ReferencePrompted(model)
+    params = list(model.parameters())
+    loss_f, logits_f, _ = model.forward_train(x, labels)
+    grads_f = torch.autograd.grad(loss_f, params)
+    loss_r, logits_r = ref.forward_train(x, labels)
+    grads_r = torch.autograd.grad(loss_r, params)
+    assert abs(loss_f.item() - loss_r.item()) < tol
+    assert (logits_f - logits_r).abs().max().item() < tol
+    for (name, _), gf, gr in zip(model.named_parameters(), grads_f, grads_r):
+        assert gr.norm() > 0, name
+        rel = ((gf - gr).norm() / gr.norm()).item()
+        assert rel < tol, f"gradient of {name} differs by {rel:.2e} (relative)"
+    model.eval()
+    out = model.forward_eval(x)
+    assert out["class"] is out["fused"]
+    assert (out["class"] - ref.logits(x)[0]).abs().max().item() < tol
+
+
+slow = pytest.mark.slow
+
+
+@pytest.fixture(params=[pytest.param(1000, marks=slow), 2], ids=["one-group", "groups-of-2"])
+def group_size(request, monkeypatch):
+    monkeypatch.setattr(coop, "TEXT_GROUP_SIZE", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("arch", [
+    dict(n_ctx=4, ctx_init="a photo of a"),
+    pytest.param(dict(n_ctx=16), marks=slow),
+    dict(n_ctx=5, csc=True),
+    dict(n_ctx=5, class_token_position="middle"),
+    pytest.param(dict(n_ctx=4, csc=True, class_token_position="middle"), marks=slow),
+    dict(n_ctx=3, class_token_position="front"),
+    pytest.param(dict(n_ctx=3, csc=True, class_token_position="front"), marks=slow),
+], ids=["ctxv1", "m16", "csc", "middle-odd", "csc-middle", "front", "csc-front"])
+def test_coop_fast_equals_reference(tiny_clip, arch, group_size):
+    model = make(tiny_clip, "CoOp", **arch)
+    perturb(model)
+    compare_with_reference(model, images(3), torch.tensor([0, 5, 6]))
+
+
+@pytest.mark.parametrize("arch", [dict(n_ctx=4, ctx_init="a photo of a"),
+                                  pytest.param(dict(n_ctx=6, csc=True), marks=slow)], ids=["ctxv1", "csc"])
+def test_kgcoop_fast_equals_reference(tiny_clip, arch, group_size):
+    model = make(tiny_clip, "KgCoOp", **arch)
+    perturb(model)
+    compare_with_reference(model, images(3), torch.tensor([1, 2, 6]))
+
+
+@pytest.mark.parametrize("arch", [dict(n_ctx=4, ctx_init="a photo of a"), pytest.param(dict(n_ctx=8), marks=slow)],
+                         ids=["ctxv1", "c8"])
+def test_cocoop_fast_equals_reference(tiny_clip, arch, group_size, monkeypatch):
+    monkeypatch.setattr(coop, "COCOOP_SEQUENCES", 5)  # several image chunks per class group
+    model = make(tiny_clip, "CoCoOp", **arch)
+    perturb(model)
+    compare_with_reference(model, images(3), torch.tensor([0, 3, 6]))
+
+
+def test_cocoop_logits_do_not_depend_on_the_batch(tiny_clip):
+    """Each image's row is its own conditioned pass: the batched pass equals images one at a time."""
+    model = make(tiny_clip, "CoCoOp", n_ctx=4, ctx_init="a photo of a")
+    perturb(model)
+    model.eval()
+    x = images(4)
+    batched = model.forward_eval(x)["class"]
+    single = torch.cat([model.forward_eval(x[i:i + 1])["class"] for i in range(4)])
+    assert (batched - single).abs().max() < 1e-4
+    assert (batched[0] - batched[1]).abs().max() > 1e-3  # the meta-net makes rows image-specific
+
+
+def test_logits_use_clips_temperature(tiny_clip):
+    """exp(logit_scale), not 100: the tiny CLIP's stored temperature is ln(1/0.07)."""
+    model = make(tiny_clip, "CoOp", n_ctx=4)
+    model.eval()
+    x = images(2)
+    f = F.normalize(tiny_clip.encode_image(x), dim=-1)
+    w = model.eval_text_features()
+    scale = tiny_clip.logit_scale.exp()
+    assert abs(scale.item() - 100.0) > 1.0
+    assert torch.allclose(model.forward_eval(x)["class"], scale * f @ w.t(), atol=1e-4)
+
+
+def test_kgcoop_loss_formula(tiny_clip):
+    model = make(tiny_clip, "KgCoOp", n_ctx=4, ctx_init="a photo of a", w=8.0)
+    g = torch.Generator().manual_seed(0)
+    w = F.normalize(torch.randn(7, 32, generator=g), dim=-1)
+    u = F.normalize(torch.randn(7, 32, generator=g), dim=-1)
+    logits = torch.randn(3, 7, generator=g)
+    y = torch.tensor([0, 4, 6])
+    loss, extras = model.loss_from_features(logits, w, u, y)
+    want = F.cross_entropy(logits, y) + 8.0 * (1 - (w * u).sum(1).mean())  # mean over all classes
+    assert torch.allclose(loss, want, atol=1e-5)
+    assert torch.allclose(extras["score"], 1 - (w * u).sum(1).mean(), atol=1e-6)
+
+
+def test_kgcoop_hand_crafted_features_are_frozen_clips(tiny_clip):
+    model = make(tiny_clip, "KgCoOp", n_ctx=4, ctx_init="a photo of a")
+    texts = [f"a photo of a {n.replace('_', ' ')}, a type of texture." for n in CLASSES]
+    want = F.normalize(tiny_clip.encode_text(tokenize(texts)), dim=-1)
+    assert torch.allclose(model.hand_crafted_features(), want, atol=1e-5)
+    assert kgcoop_template("DescribableTextures", "{} texture.") == "a photo of a {}, a type of texture."
+    assert kgcoop_template("EuroSAT", "a centered satellite photo of {}.") == "a centered satellite photo of {}."
+
+
+def test_init_phrase_gives_the_phrase_embeddings(tiny_clip):
+    model = make(tiny_clip, "CoOp", n_ctx=4, ctx_init="a photo of a")
+    ids = tokenize(["a photo of a"])[0]
+    ctx = model.prompt_learner.ctx
+    assert ctx.shape == (4, 64) and ctx.requires_grad
+    assert torch.equal(ctx, tiny_clip.token_embedding.weight[ids[1:5]])
+    # the placeholder prompt is the phrase itself, so the input equals the hand-written prompt's embedding
+    ref = ReferencePrompted(model)
+    want = tiny_clip.token_embedding(tokenize([f"a photo of a {n.replace('_', ' ')}." for n in CLASSES]))
+    assert torch.equal(ref.prompts(ctx), want)
+
+
+def test_random_init_shapes_and_scale(tiny_clip):
+    generic = make(tiny_clip, "CoOp", n_ctx=16).prompt_learner.ctx
+    csc = make(tiny_clip, "CoOp", n_ctx=16, csc=True).prompt_learner.ctx
+    assert generic.shape == (16, 64) and csc.shape == (len(CLASSES), 16, 64)
+    for t in (generic, csc):
+        assert abs(t.std().item() - 0.02) < 0.004 and abs(t.mean().item()) < 0.004
+    pl = make(tiny_clip, "CoCoOp", n_ctx=4).prompt_learner
+    assert pl.meta_net.linear1.weight.shape == (2, 32) and pl.meta_net.linear2.weight.shape == (64, 2)
+    assert sorted(n for n, _ in make(tiny_clip, "CoCoOp", n_ctx=4).named_parameters()) == [
+        "prompt_learner.ctx", "prompt_learner.meta_net.linear1.bias", "prompt_learner.meta_net.linear1.weight",
+        "prompt_learner.meta_net.linear2.bias", "prompt_learner.meta_net.linear2.weight"]
+
+
+def test_only_learned_tensors_in_state_and_gradients(tiny_clip):
+    model = make(tiny_clip, "KgCoOp", n_ctx=4, ctx_init="a photo of a")
+    loss, _, _ = model.forward_train(images(2), torch.tensor([0, 1]))
+    loss.backward()
+    assert all(p.grad is None for p in tiny_clip.parameters())
+    assert list(model.state_dict()) == ["prompt_learner.ctx"]
+
+
+def test_middle_and_front_layouts_place_the_name(tiny_clip):
+    """The rows of the official layouts (spec §2.2), read off the index."""
+    for position, want in (("end", ["S", "c0", "c1", "c2", "n0", "n1", "."]),
+                           ("middle", ["S", "c0", "n0", "n1", "c1", "c2", "."]),
+                           ("front", ["S", "n0", "n1", "c0", "c1", "c2", "."])):
+        sk = make(tiny_clip, "CoOp", classes=["Sea_Lake"], n_ctx=3, class_token_position=position).skeleton
+        label = {0: "S", 4: "n0", 5: "n1", 6: ".", 77: "c0", 78: "c1", 79: "c2"}
+        assert [label[i] for i in sk.index[0, :7].tolist()] == want
+        assert int(sk.prompts.eot[0]) == 7
+
+
+def test_arch_from_config_follows_the_official_rules():
+    from types import SimpleNamespace as NS
+
+    def cfg(name, **blk):
+        base = dict(N_CTX=16, CSC=False, CTX_INIT="", CLASS_TOKEN_POSITION="end")
+        base.update(blk)
+        return NS(TRAINER=NS(NAME=name, COOP=NS(**base), COCOOP=NS(**base)), MODEL=NS(BACKBONE=NS(NAME="ViT-B/16")))
+    a = PromptArch.from_cfg(cfg("CoOp", CTX_INIT="a_photo of a", CSC=True))
+    assert (a.n_ctx, a.ctx_init, a.csc) == (4, "a photo of a", False)  # a phrase: its words, CSC ignored
+    a = PromptArch.from_cfg(cfg("KgCoOp", CTX_INIT=True, N_CTX=4, CLASS_TOKEN_POSITION="front"))
+    assert (a.n_ctx, a.ctx_init, a.class_token_position) == (4, "a photo of a", "end")
+    a = PromptArch.from_cfg(cfg("KgCoOp", CTX_INIT="anything", N_CTX=4))
+    assert a.ctx_init == "a photo of a"
+    assert PromptArch.from_cfg(cfg("CoCoOp", N_CTX=8, CSC=True)).csc is False
+    assert PromptArch.from_dict(a.to_dict()) == a
+    with pytest.raises(ConfigError, match="CLASS_TOKEN_POSITION"):
+        PromptArch(class_token_position="left")
+    with pytest.raises(ConfigError, match="CTX_INIT"):
+        PromptArch.from_cfg(cfg("CoOp", CTX_INIT=True))
+
+
+def test_too_long_prompt_is_refused(tiny_clip):
+    with pytest.raises(ConfigError, match="longer than"):
+        make(tiny_clip, "CoOp", classes=["word " * 80], n_ctx=4)
