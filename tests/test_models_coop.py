@@ -209,3 +209,129 @@ def test_arch_from_config_follows_the_official_rules():
 def test_too_long_prompt_is_refused(tiny_clip):
     with pytest.raises(ConfigError, match="longer than"):
         make(tiny_clip, "CoOp", classes=["word " * 80], n_ctx=4)
+
+
+# -- the official trainers' initial tensors and checkpoints --------------------------------------
+
+@slow
+def test_official_clip_construction_draws_rng_md_word_count():
+    """One OpenAI ViT-B/16 construction consumes rng.md §3's MMRL build less its projection's randn."""
+    from mmrl.models.coop_official import _openai_clip_draws
+    from mmrl.models.init_order import ClipDims, _Discard
+    dims = ClipDims(vision_width=768, vision_layers=12, patch_size=16, grid=14, text_width=512, text_layers=12,
+                    vocab_size=49408, context_length=77, embed_dim=512)
+    torch.manual_seed(0)
+    _openai_clip_draws(dims, _Discard())
+    drawn = torch.get_rng_state()
+    torch.manual_seed(0)
+    words, chunk = 212_947_968 - 768 * 512, torch.empty(1 << 24)
+    for start in range(0, words, chunk.numel()):
+        chunk[:min(chunk.numel(), words - start)].uniform_()  # uniform_ takes one word per element
+    assert torch.equal(drawn, torch.get_rng_state())
+
+
+
+@pytest.mark.parametrize("prec", ["fp16", "fp32"])
+def test_official_initial_state_dtypes_and_names(tiny_clip, prec):
+    from mmrl.models.coop_official import official_initial_state
+    phrase = official_initial_state(PromptArch(n_ctx=4, ctx_init="a photo of a"), tiny_clip, 7, prec)
+    emb = tiny_clip.token_embedding.weight[tokenize(["a photo of a"])[0, 1:5]]
+    want = emb.half().float() if prec == "fp16" else emb
+    assert torch.equal(phrase["prompt_learner.ctx"], want)  # the embedding in the official dtype, no draw
+    csc = official_initial_state(PromptArch(n_ctx=5, csc=True), tiny_clip, 7, prec)["prompt_learner.ctx"]
+    assert csc.shape == (7, 5, 64) and abs(csc.std().item() - 0.02) < 0.005
+    assert torch.equal(csc, csc.half().float()) == (prec == "fp16")
+    state = official_initial_state(PromptArch("CoCoOp", n_ctx=4), tiny_clip, 7, prec)
+    model = make(tiny_clip, "CoCoOp", n_ctx=4)
+    model.load_state_dict(state)  # strict: exactly the model's tensors
+    assert all(torch.equal(t, t.half().float()) == (prec == "fp16") for t in state.values())
+    kg = official_initial_state(PromptArch("KgCoOp", n_ctx=4, ctx_init="a photo of a"), tiny_clip, 7, prec)
+    assert list(kg) == ["prompt_learner.ctx"]
+
+
+def test_kgcoop_draws_a_second_clip_and_its_unused_modules(tiny_clip):
+    """Same seed, same kept ctx: KgCoOp's stream is CoOp's plus a bias vector, a CLIP and three Linears."""
+    from mmrl.models.coop_official import _openai_clip_draws, official_initial_state
+    from mmrl.models.init_order import ClipDims, _Discard
+    torch.manual_seed(4)
+    kg = official_initial_state(PromptArch("KgCoOp", n_ctx=6), tiny_clip, 7, "fp16")
+    after_kg = torch.get_rng_state()
+    torch.manual_seed(4)
+    co = official_initial_state(PromptArch("CoOp", n_ctx=6), tiny_clip, 7, "fp16")
+    torch.empty(1, 512, dtype=torch.float16).normal_()
+    _openai_clip_draws(ClipDims.of(tiny_clip), _Discard())
+    for n in (512 * 512 + 512, 128 * 512, 512 * 128):
+        torch.empty(n).uniform_()
+    assert torch.equal(kg["prompt_learner.ctx"], co["prompt_learner.ctx"])
+    assert torch.equal(after_kg, torch.get_rng_state())
+
+
+def fake_official(trainer, n_ctx=4, csc_classes=0, trained_classes=3, width=64, embed=32, seed=0):
+    """A prompt_learner state dict with the official key names, shapes and fp16 dtype (spec §1.6)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: (0.05 * torch.randn(*s, generator=g)).half()
+    sd = {"ctx": r(csc_classes, n_ctx, width) if csc_classes else r(n_ctx, width),
+          "token_prefix": r(trained_classes, 1, width), "token_suffix": r(trained_classes, 76 - n_ctx, width)}
+    if trainer == "CoCoOp":
+        sd.update({"meta_net.linear1.weight": r(embed // 16, embed), "meta_net.linear1.bias": r(embed // 16) + 0.5,
+                   "meta_net.linear2.weight": r(width, embed // 16), "meta_net.linear2.bias": r(width)})
+    if trainer == "KgCoOp":
+        sd.update({"bias_vectors": r(1, 512), "meta_net.linear1.weight": r(512, 512), "meta_net.linear1.bias": r(512)})
+    return sd
+
+
+@pytest.mark.parametrize("trainer,kw,current", [
+    ("CoOp", dict(n_ctx=4), dict(n_ctx=4, ctx_init="a photo of a")),
+    ("CoOp", dict(n_ctx=16), dict(n_ctx=4, ctx_init="a photo of a")),        # config phrase, random-init file
+    ("CoOp", dict(n_ctx=5, csc_classes=len(CLASSES)), dict(n_ctx=16, class_token_position="middle")),
+    ("KgCoOp", dict(n_ctx=4), dict(n_ctx=4, ctx_init="a photo of a")),
+    ("CoCoOp", dict(n_ctx=4), dict(n_ctx=4, ctx_init="a photo of a")),
+    ("CoCoOp", dict(n_ctx=8), dict(n_ctx=16)),
+], ids=["coop-ctxv1", "coop-m16", "coop-csc-middle", "kgcoop", "cocoop-ctxv1", "cocoop-c8"])
+def test_official_checkpoint_logits_equal_reference(tiny_clip, trainer, kw, current):
+    from mmrl.models.coop_official import from_official
+    sd = fake_official(trainer, **kw)
+    arch, state = from_official(sd, PromptArch(trainer=trainer, backbone="tiny-test", **current), tiny_clip,
+                                len(CLASSES))
+    n_ctx = kw["n_ctx"]
+    assert (arch.n_ctx, arch.csc) == (n_ctx, bool(kw.get("csc_classes")))
+    assert arch.ctx_init == (current.get("ctx_init", "") if n_ctx == current["n_ctx"] else "")
+    model = build_prompt_model(arch, tiny_clip, CLASSES, template="a photo of a {}.", w=8.0)
+    model.load_state_dict(state)  # strict: only learned tensors, no prefix/suffix or unused KgCoOp tensors
+    model.eval()
+    # the reference, given the official tensors by their official names
+    ref_model = build_prompt_model(arch, tiny_clip, CLASSES, template="a photo of a {}.")
+    with torch.no_grad():
+        for name, p in ref_model.prompt_learner.named_parameters():
+            p.copy_(sd[name].float())
+    x = images(2)
+    want = ReferencePrompted(ref_model).logits(x)[0]
+    assert (model.forward_eval(x)["class"] - want).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("trainer,sd_of,current,match", [
+    ("CoOp", "CoCoOp", dict(n_ctx=4), "looks like CoCoOp"),
+    ("CoOp", "KgCoOp", dict(n_ctx=4), "looks like KgCoOp"),
+    ("CoCoOp", "CoOp", dict(n_ctx=4), "missing"),
+    ("KgCoOp", "CoCoOp", dict(n_ctx=4), "looks like CoCoOp"),
+])
+def test_official_checkpoint_of_another_method_is_refused(tiny_clip, trainer, sd_of, current, match):
+    from mmrl.errors import CheckpointError
+    from mmrl.models.coop_official import from_official
+    with pytest.raises(CheckpointError, match=match):
+        from_official(fake_official(sd_of), PromptArch(trainer=trainer, **current), tiny_clip, len(CLASSES))
+
+
+def test_official_checkpoint_shape_mismatches_are_refused(tiny_clip):
+    from mmrl.errors import CheckpointError
+    from mmrl.models.coop_official import from_official
+    with pytest.raises(CheckpointError, match="ctx has shape"):
+        from_official(fake_official("CoOp", width=512), PromptArch(), tiny_clip, len(CLASSES))
+    with pytest.raises(CheckpointError, match="class-specific context for 3 classes"):
+        from_official(fake_official("CoOp", csc_classes=3), PromptArch(), tiny_clip, len(CLASSES))
+    with pytest.raises(CheckpointError, match="meta_net.linear1.weight has shape"):
+        from_official(fake_official("CoCoOp", embed=512), PromptArch("CoCoOp", n_ctx=4), tiny_clip, len(CLASSES))
+    # the harness's own layout (prompt_learner. prefix) and a DataParallel one load alike
+    sd = {"module.prompt_learner." + k: v for k, v in fake_official("KgCoOp").items()}
+    arch, state = from_official(sd, PromptArch("KgCoOp", n_ctx=4, ctx_init="a photo of a"), tiny_clip, 7)
+    assert list(state) == ["prompt_learner.ctx"] and state["prompt_learner.ctx"].dtype == torch.float32
