@@ -335,3 +335,52 @@ def test_official_checkpoint_shape_mismatches_are_refused(tiny_clip):
     sd = {"module.prompt_learner." + k: v for k, v in fake_official("KgCoOp").items()}
     arch, state = from_official(sd, PromptArch("KgCoOp", n_ctx=4, ctx_init="a photo of a"), tiny_clip, 7)
     assert list(state) == ["prompt_learner.ctx"] and state["prompt_learner.ctx"].dtype == torch.float32
+
+
+# -- configs -------------------------------------------------------------------------------------
+
+def official_config(trainer, cfg_name, opts=()):
+    """A config with ``trainer``'s blocks added (as the trainer registry does), its YAML and opts merged."""
+    from pathlib import Path
+
+    from mmrl.config import ConfigBuilder, flatten, validate
+    b = ConfigBuilder()
+    b.cfg.TRAINER.NAME = trainer
+    for key, node in coop.config_blocks(trainer).items():
+        b.cfg.TRAINER[key] = node
+    b.provenance.update({k: "default" for k in flatten(b.cfg)})
+    b._known = set(b.provenance)
+    b.merge_yaml(Path(coop.__file__).parents[1] / "configs" / "trainers" / trainer / f"{cfg_name}.yaml", "trainer")
+    b.merge_opts(["TASK", "B2N", *opts])  # TASK: the harness's protocol key (the official configs have none)
+    validate(b.cfg, trains=True, provenance=b.provenance)
+    return b.cfg
+
+
+@pytest.mark.parametrize("trainer,cfg_name,opts,want", [
+    ("CoOp", "vit_b16_ctxv1", (), dict(n_ctx=4, ctx_init="a photo of a", epochs=200, batch=32)),
+    ("CoOp", "vit_b16_ep50", ("TRAINER.COOP.CSC", "True", "TRAINER.COOP.CLASS_TOKEN_POSITION", "middle"),
+     dict(n_ctx=16, csc=True, position="middle", epochs=50, batch=32)),
+    ("CoOp", "vit_b16_ep100", (), dict(n_ctx=16, epochs=100, batch=32)),
+    ("CoOp", "vit_b16", (), dict(n_ctx=16, epochs=200, batch=32)),
+    ("CoOp", "vit_b16_ep50_ctxv1", (), dict(n_ctx=4, ctx_init="a photo of a", epochs=50, batch=32)),
+    ("CoOp", "vit_b16_ep100_ctxv1", (), dict(n_ctx=4, ctx_init="a photo of a", epochs=100, batch=32)),
+    ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", (), dict(n_ctx=4, ctx_init="a photo of a", epochs=10, batch=1)),
+    ("CoCoOp", "vit_b16_c4_ep10_batch1", (), dict(n_ctx=4, epochs=10, batch=1)),
+    ("CoCoOp", "vit_b16_c8_ep10_batch1", (), dict(n_ctx=8, epochs=10, batch=1)),
+    ("CoCoOp", "vit_b16_c16_ep10_batch1", (), dict(n_ctx=16, epochs=10, batch=1)),
+    ("KgCoOp", "vit_b16_ep100_ctxv1", ("TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CSC", "False", "TRAINER.COOP.W", "8.0",
+                                       "TRAINER.COOP.CLASS_TOKEN_POSITION", "end"),
+     dict(n_ctx=4, ctx_init="a photo of a", epochs=100, batch=128)),
+])
+def test_official_configs_load_and_give_the_architecture(trainer, cfg_name, opts, want):
+    cfg = official_config(trainer, cfg_name, opts)
+    arch = PromptArch.from_cfg(cfg)
+    assert (arch.n_ctx, arch.ctx_init, arch.csc, arch.class_token_position) == (
+        want["n_ctx"], want.get("ctx_init", ""), want.get("csc", False), want.get("position", "end"))
+    assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH) == ("sgd", 0.002, want["epochs"])
+    assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == want["batch"] and cfg.DATALOADER.TEST.BATCH_SIZE == 100
+    assert tuple(cfg.INPUT.RRCROP_SCALE) == (0.08, 1.0)  # Dassl's default: no baseline config sets it
+    block = cfg.TRAINER.COCOOP if trainer == "CoCoOp" else cfg.TRAINER.COOP
+    assert block.PREC == "fp16"
+    if trainer == "KgCoOp":
+        assert cfg.TRAINER.COOP.W == 8.0 and cfg.TRAINER.COOP.CTX_INIT is True
