@@ -107,6 +107,48 @@ def test_cocoop_logits_do_not_depend_on_the_batch(tiny_clip):
     assert (batched[0] - batched[1]).abs().max() > 1e-3  # the meta-net makes rows image-specific
 
 
+@pytest.mark.parametrize("trainer,arch", [("CoOp", dict(n_ctx=5, csc=True, class_token_position="middle")),
+                                          ("CoCoOp", dict(n_ctx=4, ctx_init="a photo of a"))])
+def test_last_layer_query_cut_equals_whole_blocks(tiny_clip, trainer, arch):
+    model = make(tiny_clip, trainer, **arch)
+    perturb(model)
+    model.eval()
+    x = images(2)
+    cut = model.forward_eval(x)["class"], model.image_prefix(x)
+    model._blockwise = False
+    model.train(); model.eval()
+    whole = model.forward_eval(x)["class"], model.image_prefix(x)
+    for a, b in zip(cut, whole):
+        assert (a - b).abs().max() < 1e-4
+
+
+def test_eval_text_features_follow_the_parameters(tiny_clip):
+    """Eval-mode text features are cached, and dropped when parameters are loaded or trained."""
+    model, other = make(tiny_clip, "CoOp", n_ctx=4), make(tiny_clip, "CoOp", n_ctx=4)
+    perturb(other)
+    model.eval(), other.eval()
+    x = images(2)
+    before = model.forward_eval(x)["class"]
+    model.load_state_dict(other.state_dict())
+    after = model.forward_eval(x)["class"]
+    assert (before - after).abs().max() > 1e-3
+    assert torch.equal(after, other.forward_eval(x)["class"])
+
+
+@pytest.mark.parametrize("trainer", ["CoOp", "KgCoOp", "CoCoOp"])
+def test_bf16_autocast_runs_and_stays_close(tiny_clip, trainer):
+    model = make(tiny_clip, trainer, n_ctx=4, ctx_init="a photo of a")
+    perturb(model)
+    x, y = images(2), torch.tensor([0, 6])
+    loss, logits, _ = model.forward_train(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_bf, logits_bf, _ = model.forward_train(x, y)
+    loss_bf.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert (logits_bf.float() - logits).abs().max() < 0.5  # logits are ~14 x cosine on the tiny CLIP
+    assert abs(loss_bf.item() - loss.item()) < 0.2
+
+
 def test_logits_use_clips_temperature(tiny_clip):
     """exp(logit_scale), not 100: the tiny CLIP's stored temperature is ln(1/0.07)."""
     model = make(tiny_clip, "CoOp", n_ctx=4)

@@ -18,6 +18,7 @@ The straightforward computation lives in ``mmrl.models.coop_reference``.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -170,10 +171,6 @@ class PromptSkeleton:
                 rows.append([0, *suffix[:nl], *ctx, *suffix[nl:]])
         self.index = torch.tensor(rows)
 
-    @property
-    def num_classes(self) -> int:
-        return self.prompts.num_classes
-
     def cut_index(self, classes: torch.Tensor, length: int) -> torch.Tensor:
         """``index`` of some classes, cut to ``length`` positions, for the bank [E_c[:length] ; ctx_c]."""
         idx = self.index[classes, :length]
@@ -205,12 +202,11 @@ def phrase_embedding(clip: nn.Module, phrase: str, n_ctx: int) -> torch.Tensor:
     """The token embeddings at positions 1..n_ctx of the tokenised phrase (one row per word)."""
     with torch.no_grad():
         ids = tokenize([phrase]).to(clip.token_embedding.weight.device)
-        return clip.token_embedding(ids)[0, 1:1 + n_ctx].detach().clone().float()
+        return clip.token_embedding(ids)[0, 1:1 + n_ctx].float().clone()
 
 
 def meta_net(in_dim: int, out_dim: int) -> nn.Sequential:
     """CoCoOp's Meta-Net: Linear(in -> in // 16), ReLU, Linear(-> out), torch's default init."""
-    from collections import OrderedDict
     return nn.Sequential(OrderedDict([("linear1", nn.Linear(in_dim, in_dim // 16)), ("relu", nn.ReLU(inplace=True)),
                                       ("linear2", nn.Linear(in_dim // 16, out_dim))]))
 
