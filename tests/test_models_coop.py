@@ -152,6 +152,7 @@ def test_bf16_autocast_runs_and_stays_close(tiny_clip, trainer):
 def test_logits_use_clips_temperature(tiny_clip):
     """exp(logit_scale), not 100: the tiny CLIP's stored temperature is ln(1/0.07)."""
     model = make(tiny_clip, "CoOp", n_ctx=4)
+    assert type(model) is CoOp
     model.eval()
     x = images(2)
     f = F.normalize(tiny_clip.encode_image(x), dim=-1)
@@ -426,3 +427,15 @@ def test_official_configs_load_and_give_the_architecture(trainer, cfg_name, opts
     assert block.PREC == "fp16"
     if trainer == "KgCoOp":
         assert cfg.TRAINER.COOP.W == 8.0 and cfg.TRAINER.COOP.CTX_INIT is True
+
+
+def test_model_from_config_takes_kgcoops_weight_and_template(tiny_clip):
+    cfg = official_config("KgCoOp", "vit_b16_ep100_ctxv1", ("TRAINER.COOP.W", "8.0", "DATASET.NAME",
+                                                             "DescribableTextures"))
+    model = coop.model_from_cfg(cfg, PromptArch.from_cfg(cfg), tiny_clip, ["banded", "woven"], "{} texture.")
+    assert isinstance(model, KgCoOp) and model.w == 8.0
+    assert model.hand_crafted.texts == ["a photo of a banded, a type of texture.", "a photo of a woven, a type of texture."]
+    assert coop.trainer_prec(cfg) == "fp16"
+    cfg = official_config("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", ("TRAINER.COCOOP.PREC", "fp32"))
+    assert isinstance(coop.model_from_cfg(cfg, PromptArch.from_cfg(cfg), tiny_clip, CLASSES, ""), CoCoOp)
+    assert coop.trainer_prec(cfg) == "fp32"
