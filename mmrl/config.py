@@ -478,7 +478,7 @@ ENUMERATED = {
 # Only a training run builds an optimiser and a schedule (Dassl's defaults, "adam" and
 # "single_step", stay legal for evaluation-only configs).
 ENUMERATED_TRAINING = {
-    "OPTIM.NAME": ("adamw",),
+    "OPTIM.NAME": ("adamw", "sgd"),
     "OPTIM.LR_SCHEDULER": ("cosine",),
 }
 TRANSFORM_NAMES = ("random_resized_crop", "random_crop", "random_flip", "center_crop", "normalize")

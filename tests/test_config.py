@@ -110,7 +110,7 @@ def test_lr_few_shot_tail():
 
 
 def test_enumerated_keys_are_validated_with_the_config():
-    bad = {"OPTIM.NAME": "sgd", "OPTIM.LR_SCHEDULER": "multi_step", "OPTIM.WARMUP_TYPE": "linear",
+    bad = {"OPTIM.NAME": "rmsprop", "OPTIM.LR_SCHEDULER": "multi_step", "OPTIM.WARMUP_TYPE": "linear",
            "TEST.EVALUATOR": "Fancy", "TEST.SPLIT": "val", "DATALOADER.TRAIN_X.SAMPLER": "RandomDomainSampler",
            "INPUT.INTERPOLATION": "area", "TRAINER.MMRL.PREC": "fp8", "INPUT.TRANSFORMS": "['colorjitter']"}
     for key, value in bad.items():

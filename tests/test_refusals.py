@@ -221,7 +221,7 @@ def test_train_epoch_is_applied(data_root, tmp_path):
     assert record(out)["config"]["OPTIM"]["MAX_EPOCH"] == 1
 
 
-@pytest.mark.parametrize("key,value", [("OPTIM.NAME", "sgd"), ("OPTIM.LR_SCHEDULER", "single_step"),
+@pytest.mark.parametrize("key,value", [("OPTIM.NAME", "rmsprop"), ("OPTIM.LR_SCHEDULER", "single_step"),
                                        ("OPTIM.WARMUP_TYPE", "linear"), ("TEST.SPLIT", "val"),
                                        ("TEST.FINAL_MODEL", "best_val"), ("INPUT.INTERPOLATION", "lanczos")])
 def test_unsupported_enumerated_values_are_refused_before_loading(data_root, tmp_path, capsys, key, value):
