@@ -51,8 +51,9 @@ class TrainStep:
 
     def report(self) -> dict:
         """What record.json says about how the steps ran."""
+        name = type(self.optimizer).__name__
         fused = bool(self.optimizer.defaults.get("fused"))
-        return {"optimizer": "AdamW (fused)" if fused else "AdamW", "cuda_graph": self.graphs,
+        return {"optimizer": f"{name} (fused)" if fused else name, "cuda_graph": self.graphs,
                 "replayed_steps": self.replays}
 
     def new_epoch(self) -> None:

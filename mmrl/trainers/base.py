@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from mmrl.errors import CheckpointError
+from mmrl.errors import CheckpointError, ConfigError
 
 # Which config of a method a protocol runs (docs/protocol.md#configs-per-task).
 PROTOCOL_CONFIGS = {"b2n": "vit_b16", "fs": "vit_b16_few_shot", "cd": "vit_b16_cross_datasets",
@@ -71,6 +71,9 @@ class Method:
     trains: bool = True          # False: evaluation only, one run per dataset (no randomness)
     has_overrides: bool = False  # reads configs/overrides/<name>.yaml (per-dataset settings)
     in_sweep_by_default: bool = False
+    # The config each protocol runs (None: its official repositories ship none for it); unset:
+    # the MMRL scheme of PROTOCOL_CONFIGS.
+    configs: dict[str, str | None] | None = None
     # Blocks hashed into every run's config hash: the methods that existed when runs recorded
     # their whole config, so that their runs keep their hash as methods are added.
     block_in_every_hash: bool = False
@@ -112,9 +115,19 @@ class Method:
         """The trainer config a sweep runs for ``protocol`` on dataset ``stem`` with ``shots``."""
         if demo:
             return "demo"
+        if self.configs is not None:
+            return self._official_config(protocol)
         if stem == "imagenet" and protocol in ("b2n", "fs"):
             return "vit_b16_imagenet"
         return PROTOCOL_CONFIGS[protocol]
+
+    def _official_config(self, protocol: str) -> str:
+        cfg = (self.configs or {}).get(protocol)
+        if cfg is None:
+            have = ", ".join(k for k, v in (self.configs or {}).items() if v)
+            raise ConfigError(f"{self.name} has no official config for protocol {protocol!r} (its official "
+                              f"repositories run {have or 'none'}); leave {self.name} out of that sweep")
+        return cfg
 
     def config_folder(self) -> str:
         """The folder under configs/trainers/ the sweep takes this method's config files from."""

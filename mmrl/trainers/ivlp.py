@@ -8,7 +8,6 @@ import logging
 from yacs.config import CfgNode as CN
 
 from mmrl.config import PRECISIONS
-from mmrl.errors import ConfigError
 from mmrl.models import deep_prompts as dp
 from mmrl.models.deep_prompts_init import reference_initial_state
 from mmrl.models.deep_prompts_official import clip_with_frozen, from_official
@@ -21,8 +20,6 @@ log = logging.getLogger("mmrl.engine")
 
 class DeepPromptMethod(Method):
     model_folder = "VLPromptLearner"
-    # The config each protocol runs (None: the official repositories ship none for it).
-    configs: dict[str, str | None] = {}
 
     @property
     def block_key(self) -> str:
@@ -33,16 +30,6 @@ class DeepPromptMethod(Method):
 
     def enumerated_keys(self) -> dict[str, tuple]:
         return {"PREC": PRECISIONS}
-
-    def config_stem(self, protocol: str, stem: str, demo: bool, shots: int = 16) -> str:
-        if demo:
-            return "demo"
-        cfg = self.configs.get(protocol)
-        if cfg is None:
-            raise ConfigError(f"{self.name} has no official config for protocol {protocol!r} (its official "
-                              f"repositories run {', '.join(k for k, v in self.configs.items() if v)}); "
-                              f"leave {self.name} out of that sweep")
-        return cfg
 
     def _model(self, ctx: BuildContext, spec: dp.DeepPromptArch, clip=None) -> dp.DeepPromptModel:
         clip = clip if clip is not None else ctx.backbone(spec.backbone)

@@ -15,7 +15,8 @@ from mmrl.errors import ConfigError
 from mmrl.trainers.base import Method
 
 # In the order of the paper tables' rows.
-BUILTIN = ("mmrl.trainers.zeroshot_clip", "mmrl.trainers.ivlp", "mmrl.trainers.maple", "mmrl.trainers.promptsrc",
+BUILTIN = ("mmrl.trainers.zeroshot_clip", "mmrl.trainers.coop", "mmrl.trainers.cocoop", "mmrl.trainers.kgcoop",
+           "mmrl.trainers.ivlp", "mmrl.trainers.maple", "mmrl.trainers.promptsrc",
            "mmrl.trainers.mmrl", "mmrl.trainers.mmrlpp")
 ENV = "MMRL_METHOD_MODULES"
 
