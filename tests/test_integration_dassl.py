@@ -94,8 +94,11 @@ def _subsample(train, test, mode):
 
 
 def trainer_yaml(trainer):
-    """Zero-shot CLIP borrows MMRL's file, as our sweeps do."""
-    return str(REPO / "configs/trainers" / ("MMRL" if trainer == "ZeroshotCLIP" else trainer) / "vit_b16.yaml")
+    """The file our sweeps run for B2N (zero-shot CLIP borrows MMRL's)."""
+    from mmrl.sweep.plan import cfg_for
+    from mmrl.trainers import registry
+    method = registry.get(trainer)
+    return str(REPO / "configs/trainers" / method.config_folder() / f"{cfg_for('b2n', trainer, 'eurosat')}.yaml")
 
 
 FAST = ["MODEL.BACKBONE.NAME", "tiny-test", "DATALOADER.NUM_WORKERS", 0, "DATALOADER.TEST.BATCH_SIZE", 64,
@@ -229,6 +232,38 @@ def test_train_in_dassl_then_logits_equal_the_harness(trainer, data_root, tmp_pa
     assert np.array_equal(ours["label"], labels)
     assert all(p.endswith(str(q)) for p, q in zip([d.impath for d in dassl_eval.dm.dataset.test], ours["impath"]))
     assert logits.shape == ours["logits"].shape == (len(labels), 5)
+    np.testing.assert_allclose(logits, ours["logits"], rtol=0, atol=1e-4)
+    assert acc == pytest.approx(100.0 * (ours["pred"] == ours["label"]).mean())
+
+
+@needs_dassl
+@pytest.mark.parametrize("trainer", ["CoOp", "PromptSRC"])
+def test_baselines_train_in_dassl_and_their_logits_equal_the_harness(trainer, data_root, tmp_path, dassl_logger):
+    """A text-prompt and a deep-prompt baseline (PromptSRC's aggregation runs in Dassl's epochs)."""
+    from dassl.engine import build_trainer
+    from dassl.utils import set_random_seed
+    from mmrl.trainers import registry
+    _register_coop_style_eurosat()
+    out = tmp_path / "train_base"
+    cfg = dassl_cfg(trainer, data_root, out, "base")
+    set_random_seed(cfg.SEED)
+    dassl_logger(cfg.OUTPUT_DIR)
+    dassl_trainer = build_trainer(cfg)
+    dassl_trainer.train()
+    sys.stdout.flush()
+    folder = out / registry.get(trainer).model_folder
+    assert (folder / "checkpoint").read_text().strip() == "model.pth.tar-2"
+    assert (dassl_trainer.epoch_hook is not None) == (trainer == "PromptSRC")
+    if dassl_trainer.epoch_hook:
+        assert dassl_trainer.epoch_hook.gpa.complete
+
+    ev = tmp_path / "test_new_dassl"
+    cfg_new = dassl_cfg(trainer, data_root, ev, "new")
+    set_random_seed(cfg_new.SEED)
+    dassl_eval = build_trainer(cfg_new)
+    dassl_eval.load_model(str(out))
+    logits, acc = dassl_test_logits(dassl_eval)
+    ours = harness_eval(trainer, data_root, out, tmp_path / "test_new_ours", "new")
     np.testing.assert_allclose(logits, ours["logits"], rtol=0, atol=1e-4)
     assert acc == pytest.approx(100.0 * (ours["pred"] == ours["label"]).mean())
 

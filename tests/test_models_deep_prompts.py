@@ -364,7 +364,7 @@ def test_promptsrc_few_shot_gpa_overrides():
     assert sorted(table["FS"]) == sorted(["StanfordCars", "OxfordFlowers", "FGVCAircraft", "DescribableTextures",
                                           "EuroSAT"])
     for entry in table["FS"].values():
-        assert entry == {"TRAINER.PROMPTSRC.GPA_MEAN": 45.0, "TRAINER.PROMPTSRC.GPA_STD": 5.0}
+        assert entry == {"TRAINER.PROMPTSRC.GPA_MEAN": 45, "TRAINER.PROMPTSRC.GPA_STD": 5}
 
 
 @pytest.mark.parametrize("trainer", ["IVLP", "MaPLe", "PromptSRC"])

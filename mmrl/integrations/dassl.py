@@ -163,6 +163,7 @@ class _HarnessTrainer(TrainerX):
     def _use(self, model) -> None:
         """Train ``model`` with our optimiser, schedule and step; Dassl saves and loads it by our folder name."""
         self.model = model
+        self.epoch_hook = None
         folder = self.method.model_folder
         self._models.pop(folder, None)
         if not self.method.trains:
@@ -174,6 +175,7 @@ class _HarnessTrainer(TrainerX):
         self.step = TrainStep(model, self.optim, scaler, self.precision, self.device,
                               graphs=bool(cfg.TRAIN.CUDA_GRAPH))
         self.register_model(folder, model, self.optim, self.sched)
+        self.epoch_hook = self.method.epoch_hook(cfg, model)
 
     def train(self, *args, **kwargs):
         if not self.method.trains:
@@ -188,7 +190,17 @@ class _HarnessTrainer(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def before_epoch(self) -> None:
+        if self.epoch_hook and self.epoch == self.start_epoch and self.start_epoch > 0:
+            raise ConfigError(f"{self.METHOD} keeps training state besides its parameters that Dassl's resume "
+                              f"does not restore; run it with our train.py to resume, or start over.")
         self.step.new_epoch()  # the learning rate may have changed
+
+    def after_epoch(self) -> None:
+        if self.epoch_hook:  # before Dassl's end-of-training checkpoint and test
+            self.epoch_hook.after_epoch(self.epoch + 1, self.model)
+            if self.epoch + 1 == self.max_epoch:
+                self.epoch_hook.finish(self.model)
+        super().after_epoch()
 
     def forward_backward(self, batch) -> dict:
         images, labels = self.parse_batch_train(batch)

@@ -64,10 +64,11 @@ def config_block(trainer: str) -> CN:
     node.PROMPT_DEPTH_VISION = depth
     node.PROMPT_DEPTH_TEXT = depth
     if trainer == "PromptSRC":
-        node.TEXT_LOSS_WEIGHT = 25.0
-        node.IMAGE_LOSS_WEIGHT = 10.0
-        node.GPA_MEAN = 15.0
-        node.GPA_STD = 1.0
+        # ints, as the official defaults: Dassl's config merge refuses a float into an int key
+        node.TEXT_LOSS_WEIGHT = 25
+        node.IMAGE_LOSS_WEIGHT = 10
+        node.GPA_MEAN = 15
+        node.GPA_STD = 1
     return node
 
 
