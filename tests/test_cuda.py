@@ -112,6 +112,45 @@ def test_graphed_steps_equal_eager_steps(tiny_clip, prec):
         assert torch.equal(a, b), f"{name} differs after graphed steps"
 
 
+def baseline_steps(tiny_clip, trainer, prec, graphs, device=CUDA, n=6):
+    """``n`` SGD steps of a baseline built as the engine builds it (its official initial tensors)."""
+    from mmrl.config import get_default_config
+    from mmrl.engine.schedule import build_sgd
+    from mmrl.trainers import BuildContext, registry
+    cfg = get_default_config(trainer)
+    cfg.TRAINER.NAME, cfg.MODEL.BACKBONE.NAME, cfg.DATASET.NAME = trainer, "tiny-test", "EuroSAT"
+    cfg.OPTIM.NAME, cfg.OPTIM.LR = "sgd", 2e-3
+    clip = copy.deepcopy(tiny_clip).to(device)
+    torch.manual_seed(1)
+    method = registry.get(trainer)
+    model = method.build(BuildContext(cfg, EUROSAT, "a photo of a {}.", device, lambda name: clip), for_training=True)
+    opt = build_sgd(method.trainable_parameters(model), device, cfg.OPTIM)
+    scaler = torch.amp.GradScaler(device.type, enabled=prec == "amp")
+    step = TrainStep(model, opt, scaler, prec, device, graphs=graphs)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for i in range(n):
+        if i == 3:
+            step.new_epoch()
+            for group in opt.param_groups:
+                group["lr"] = 1e-3
+        images = torch.randn(4, 3, 224, 224, generator=g).to(device)
+        labels = torch.randint(0, 5, (4,), generator=g).to(device)
+        losses.append(float(step(images, labels)[0]))
+    return model, step, losses
+
+
+@pytest.mark.parametrize("trainer", ["CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "PromptSRC"])
+@pytest.mark.parametrize("prec", ["fp32", "amp"])
+def test_baselines_graphed_sgd_steps_equal_eager_steps(tiny_clip, trainer, prec):
+    eager, _, l_eager = baseline_steps(tiny_clip, trainer, prec, graphs=False)
+    graphed, step, l_graph = baseline_steps(tiny_clip, trainer, prec, graphs=True)
+    assert step.report()["optimizer"] == "SGD (fused)" and step.replays == 4
+    assert l_eager == l_graph
+    for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
+        assert torch.equal(a, b), f"{trainer}: {name} differs after graphed steps"
+
+
 @pytest.mark.parametrize("graphs", [False, True])
 def test_amp_overflow_skips_the_step_and_backs_off_the_scale(tiny_clip, graphs):
     start = make(copy.deepcopy(tiny_clip).to(CUDA), rep_dim=48).state_dict()
