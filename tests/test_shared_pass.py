@@ -26,7 +26,7 @@ def _facts(cfg):
     """The pass's facts as a config states them (items: dataset, root, subsample)."""
     keys = (*shared_pass.TRANSFORM_KEYS, "TEST.PREC", "MODEL.BACKBONE.NAME", "DATASET.NAME", "DATASET.ROOT",
             "DATASET.SUBSAMPLE_CLASSES")
-    return tuple(shared_pass._config_value(cfg, k) for k in keys)
+    return tuple(shared_pass.config_value(cfg, k) for k in keys)
 
 
 @pytest.mark.parametrize("protocol", ["b2n", "cd"])

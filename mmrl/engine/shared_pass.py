@@ -43,7 +43,8 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _config_value(cfg, dotted: str) -> Any:
+def config_value(cfg, dotted: str) -> Any:
+    """The value of config key ``dotted`` (e.g. "INPUT.SIZE"), lists as tuples so that it hashes."""
     node = cfg
     for part in dotted.split("."):
         node = node[part]
@@ -54,15 +55,15 @@ def run_key(trainer) -> tuple:
     """The four facts of a built run's test pass (an ``engine.trainer.Trainer`` after build_data/build_model)."""
     cfg, info = trainer.cfg, trainer.backbone_info
     return (tuple((it.impath, it.label) for it in trainer.data.test),
-            tuple(_config_value(cfg, k) for k in TRANSFORM_KEYS),
+            tuple(config_value(cfg, k) for k in TRANSFORM_KEYS),
             trainer.precision["test_used"], str(trainer.device),
             info.name if info is not None else cfg.MODEL.BACKBONE.NAME)
 
 
 @functools.lru_cache(maxsize=None)
 def argv_key(argv: tuple[str, ...]) -> tuple | None:
-    """The facts of an --eval-only run's test pass, as its train.py arguments fix them (None: not an
-    evaluation-only run, or arguments train.py would refuse, which share with nothing)."""
+    """What fixes an --eval-only run's test pass among its train.py arguments: all of them but
+    ``RUN_NAMING`` (None: not an evaluation-only run, or arguments train.py would refuse)."""
     try:
         args = parse_run_args(list(argv))
     except (MMRLError, SystemExit):
