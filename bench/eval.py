@@ -6,8 +6,8 @@ together (one data pass, layers below J once) against three separate passes.
 Synthetic EuroSAT-layout JPEGs (64x64 like the real ones) go through the real dataset
 loader, the real test transform (bicubic resize to 224, center crop, CLIP normalisation) and
 the real DataLoader (``--loader cache``: the uint8 test cache of mmrl/data/testcache.py).
-"Separate" is what three ``mmrl eval`` runs do (trainer.test: forward_eval per batch, its own
-data pass); "together" is ``mmrl.engine.multi_eval.evaluate_together``. Rounds alternate the
+"Separate" is what three ``mmrl eval`` runs do (Trainer.test: the evaluation pass with one
+model, its own data pass); "together" is that pass with the three models. Rounds alternate the
 order; reported times are the best round of each (the least disturbed on a shared machine).
 Also prints the data-loading throughput of the plain loader and of the test cache.
 """
@@ -61,15 +61,9 @@ def make_models(args, clip, data, device):
 
 
 def separate_pass(model, loader, head, device, precision):
-    """What one evaluation run does (Trainer.test): its own data pass, forward_eval per batch."""
-    from mmrl.engine.precision import autocast_context
-    preds = []
-    with torch.no_grad():
-        for batch in loader:
-            images = batch["img"].to(device, non_blocking=True)
-            with autocast_context(precision, device):
-                preds.append(model.forward_eval(images)[head].float().argmax(1).cpu())
-    return torch.cat(preds)
+    """What one evaluation run does (Trainer.test): the evaluation pass with its model alone."""
+    from mmrl.engine.multi_eval import evaluate_together
+    return torch.from_numpy(evaluate_together([model], loader, head, device, precision)[0]["pred"])
 
 
 def timed(device, fn):

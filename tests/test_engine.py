@@ -130,10 +130,11 @@ def test_eval_many_shares_one_pass_and_matches_single_runs(data_root, tmp_path):
         assert run_main(argv(data_root, out, seed=seed, epochs=1)) == 0
         trains.append(out)
     single = tmp_path / "single_eval1"
+    logits = ["TEST.SAVE_LOGITS", "True"]
     assert run_main(argv(data_root, single, "--eval-only", "--model-dir", str(trains[0]), seed=1,
-                         subsample="new")) == 0
-    evs = [argv(data_root, tmp_path / f"eval{s}", "--eval-only", "--model-dir", str(t), seed=s, subsample="new")
-           for s, t in zip((1, 2), trains)]
+                         subsample="new", opts=logits)) == 0
+    evs = [argv(data_root, tmp_path / f"eval{s}", "--eval-only", "--model-dir", str(t), seed=s, subsample="new",
+                opts=logits) for s, t in zip((1, 2), trains)]
     assert main_many(evs) == [0, 0]
     for s in (1, 2):
         rec = record(tmp_path / f"eval{s}")
@@ -141,5 +142,6 @@ def test_eval_many_shares_one_pass_and_matches_single_runs(data_root, tmp_path):
         assert "=> result" in (tmp_path / f"eval{s}" / "log.txt").read_text()
     a, b = np.load(single / "predictions.npz"), np.load(tmp_path / "eval1" / "predictions.npz")
     assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["impath"], b["impath"])
+    assert np.array_equal(a["logits"], b["logits"]) and a["head"] == b["head"]
     assert record(tmp_path / "eval1")["metrics"]["accuracy"] == record(single)["metrics"]["accuracy"]
     assert main_many(evs) == [0, 0]  # complete runs are not redone

@@ -109,7 +109,7 @@ def test_low_seeds_and_seeds_below_zero_shot_are_flagged(tmp_path):
     assert any("seed 3 = 40.00: more than 5 points below" in f for f in flags)
     assert any("seed 3 = 40.00: below zero-shot CLIP (45.00)" in f for f in flags)
     md = to_markdown(build_grid(rep))
-    assert "‡" in md and "*4 shots*" in md and "ZeroshotCLIP (0-shot)" in md
+    assert "‡" in md and "*4 shots*" in md and "CLIP (zero-shot)" in md and "ZeroshotCLIP" not in md
     rows = list(csv.DictReader(io.StringIO(to_csv(rep))))
     assert rows[0].keys() >= {"trainer", "dataset", "shots", "accuracy", "std", "n_seeds"}
     assert [(r["trainer"], r["shots"]) for r in rows] == [("MMRL", "4"), ("MMRL", "4"), ("ZeroshotCLIP", "0"),
@@ -183,3 +183,15 @@ def test_cell_mixing_two_configs_is_refused(tmp_path):
     assert "seed2" in str(err.value)
     with pytest.raises(IncompleteResults):
         build_report(jobs, allow_partial=True)
+
+
+def test_wide_tables_print_each_method_under_its_display_name_and_csv_under_its_registry_name(tmp_path):
+    out = str(tmp_path / "o")
+    jobs = b2n_jobs(out, trainers=("MMRLpp", "ZeroshotCLIP"))
+    for job in jobs:
+        put(job.run_dir, 70.0)
+    rep = build_report(jobs)
+    for text in (to_markdown(build_grid(rep)), to_latex(build_grid(rep))):
+        assert "MMRL++" in text and "CLIP" in text
+        assert "MMRLpp" not in text and "ZeroshotCLIP" not in text
+    assert {r["trainer"] for r in csv.DictReader(io.StringIO(to_csv(rep)))} == {"MMRLpp", "ZeroshotCLIP"}

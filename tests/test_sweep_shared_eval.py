@@ -7,11 +7,18 @@ from mmrl.sweep.runner import shares_test_pass
 
 
 def job(role, seed, dataset="eurosat", metric=None):
+    """A job as the plan writes it: the cell in its arguments, the seed and directories naming the run."""
     train = f"out/train/{dataset}/seed{seed}"
+    common = ("--seed", str(seed), "--trainer", "MMRL", "--dataset-config-file", f"configs/datasets/{dataset}.yaml",
+              "--config-file", "configs/trainers/MMRL/vit_b16.yaml")
     if role == "train":
-        return Job("b2n", "MMRL", dataset, 16, seed, "vit_b16", "train", "base", train, ())
-    return Job("b2n", "MMRL", dataset, 16, seed, "vit_b16", "eval", metric or "novel",
-               f"out/test/{dataset}/seed{seed}", (), after=(train,), model_dir=train)
+        argv = (*common, "--output-dir", train, "DATASET.SUBSAMPLE_CLASSES", "base")
+        return Job("b2n", "MMRL", dataset, 16, seed, "vit_b16", "train", "base", train, argv)
+    out = f"out/test/{dataset}/seed{seed}"
+    argv = (*common, "--output-dir", out, "--model-dir", train, "--eval-only",
+            "DATASET.SUBSAMPLE_CLASSES", "base" if metric == "base" else "new")
+    return Job("b2n", "MMRL", dataset, 16, seed, "vit_b16", "eval", metric or "novel", out, argv,
+               after=(train,), model_dir=train)
 
 
 def test_evals_wait_for_all_trainings_of_their_cell():

@@ -6,6 +6,9 @@ the backbone object and J; every model then runs only its own layers J..L
 (``forward_eval(images, prefix=...)``). Models that cannot share a prefix (another
 backbone, another J, no ``image_prefix``) still share the data pass but compute their own
 prefix. The logits equal separate passes exactly: the same operations on the same batch.
+
+This is the only evaluation loop: a run's own test (``Trainer.test``) is this pass with one
+model. Which runs may share a pass at all is ``engine/shared_pass.py``'s rule.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def evaluate_together(models: Sequence[nn.Module], loader: Iterable[dict[str, An
     if len(groups) > 1:
         log.info("Evaluating %d models in one pass; layers below J shared within %s, not across groups "
                  "(different backbone or REP_LAYERS[0])", len(models), groups)
-    else:
+    elif len(models) > 1:  # one model is a run's own test pass: its log stays the reference's
         log.info("Evaluating %d models in one pass, sharing data loading and layers below J", len(models))
     preds: list[list[torch.Tensor]] = [[] for _ in models]
     logits_all: list[list[torch.Tensor]] = [[] for _ in models]

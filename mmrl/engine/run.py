@@ -5,13 +5,12 @@ Failed or killed with the same hash: resumed from its last epoch. Any other conf
 training state without a record, is refused with the changed keys listed (move it aside);
 only a failed run that left nothing behind but its record may be rerun under another config.
 
-``main_many`` runs several evaluation-only runs of the same split and backbone (e.g. the
-three seeds of a B2N cell) with one shared pass over the test images; each run still gets
-its own log.txt, record.json and predictions, exactly as if run alone.
+``main_many`` runs several evaluation-only runs (e.g. the three seeds of a B2N cell); those
+that engine/shared_pass.py says can share a pass over the test images get one; each run
+still gets its own log.txt, record.json and predictions, exactly as if run alone.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -27,7 +26,7 @@ import torch
 
 from mmrl import __version__
 from mmrl.config import RunArgs, changed_keys, config_hash, config_to_dict, dump_config_text, resolve_config
-from mmrl.engine import rundir
+from mmrl.engine import rundir, shared_pass
 from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
 from mmrl.engine.runlog import log_path_for, run_logging
@@ -353,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_many(argvs: list[list[str]]) -> list[int]:
-    """Several eval-only runs; those that share split, transform and backbone share one test pass."""
-    from mmrl.engine.multi_eval import evaluate_together
+    """Several eval-only runs; those that agree on engine/shared_pass.py's facts share one test pass."""
+    from mmrl.engine.trainer import evaluate_trainers
     codes: list[int | None] = [None] * len(argvs)
     ready: list[tuple[int, Run]] = []
     for i, argv in enumerate(argvs):
@@ -374,15 +373,10 @@ def main_many(argvs: list[list[str]]) -> list[int]:
                 code = run.fail(e)
         codes[i] = run.finish(code)
 
-    for group in _shareable_groups([r for _, r in ready]):
-        trainers = [r.trainer for r in group]
+    for group in shared_pass.group([r for _, r in ready], lambda r: shared_pass.run_key(r.trainer)):
         t0 = time.time()
         try:
-            with contextlib.ExitStack():
-                outputs = evaluate_together([t.model for t in trainers], trainers[0].test_loader,
-                                            [t.head for t in trainers], trainers[0].device,
-                                            trainers[0].precision["test_used"],
-                                            save_logits=any(bool(t.cfg.TEST.SAVE_LOGITS) for t in trainers))
+            outputs = evaluate_trainers([r.trainer for r in group])
         except (Exception, KeyboardInterrupt) as e:
             outputs = [e] * len(group)
         share = (time.time() - t0) / len(group)
@@ -401,16 +395,3 @@ def main_many(argvs: list[list[str]]) -> list[int]:
             codes[[j for j, r in ready if r is run][0]] = run.finish(code)
     return [int(c) for c in codes]
 
-
-def _shareable_groups(runs: list[Run]) -> list[list[Run]]:
-    """Runs evaluating the same images with the same transform and backbone."""
-    groups: dict[tuple, list[Run]] = {}
-    for r in runs:
-        t = r.trainer
-        spec = getattr(t.model, "spec", None)
-        key = (tuple(it.impath for it in t.data.test), tuple(r.cfg.INPUT.SIZE), r.cfg.INPUT.INTERPOLATION,
-               tuple(r.cfg.INPUT.PIXEL_MEAN), tuple(r.cfg.INPUT.PIXEL_STD), t.precision["test_used"],
-               getattr(spec, "backbone", r.cfg.MODEL.BACKBONE.NAME), getattr(t.model, "J", None),
-               type(t.model).__name__)
-        groups.setdefault(key, []).append(r)
-    return list(groups.values())

@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from mmrl.engine import checkpoint as ckpt
 from mmrl.engine import rundir
 from mmrl.engine.rundir import PREDICTIONS
 from mmrl.engine.evaluator import Classification
-from mmrl.engine.precision import autocast_context, resolve_precision
+from mmrl.engine.multi_eval import evaluate_together
+from mmrl.engine.precision import resolve_precision
 from mmrl.engine.schedule import build_protocol_optimizer
 from mmrl.engine.train_step import TrainStep
 from mmrl.errors import CheckpointError, ConfigError, RunError
@@ -103,6 +105,16 @@ def check_loss(loss: float, epoch: int, batch_idx: int) -> None:
     if not math.isfinite(loss):
         raise RunError(f"the loss became {loss} at epoch {epoch + 1}, batch {batch_idx + 1}: "
                        f"training diverged (try a lower OPTIM.LR or PREC fp32); no accuracy is reported.")
+
+
+def evaluate_trainers(trainers: Sequence[Trainer]) -> list[dict[str, Any]]:
+    """One pass over the first trainer's test loader for every trainer's model, each scored with
+    its own head; the trainers agree on ``shared_pass.run_key`` (the runs the engine groups)."""
+    first = trainers[0]
+    bar = tqdm(first.test_loader, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr)
+    return evaluate_together([t.model for t in trainers], bar, [t.head for t in trainers], first.device,
+                             first.precision["test_used"],
+                             save_logits=any(bool(t.cfg.TEST.SAVE_LOGITS) for t in trainers))
 
 
 class Trainer:
@@ -292,24 +304,11 @@ class Trainer:
             end = time.time()
 
     # -- evaluation -------------------------------------------------------------------------
-    @torch.no_grad()
     def test(self) -> dict[str, Any]:
-        self.model.eval()
+        """This run's own test pass: the shared pass with one model."""
         t0 = time.time()
         log.info("Evaluate on the *test* set")
-        save_logits = bool(self.cfg.TEST.SAVE_LOGITS)
-        preds, labels_all, logits_all = [], [], []
-        prec = self.precision["test_used"]
-        for batch in tqdm(self.test_loader, leave=False, disable=not sys.stderr.isatty(), file=sys.stderr):
-            images = batch["img"].to(self.device, non_blocking=True)
-            with autocast_context(prec, self.device):
-                logits = self.model.forward_eval(images)[self.head].float()
-            preds.append(logits.argmax(dim=1).cpu())
-            labels_all.append(batch["label"])
-            if save_logits:
-                logits_all.append(logits.cpu())
-        out = {"pred": torch.cat(preds), "label": torch.cat(labels_all),
-               "logits": torch.cat(logits_all) if save_logits else None}
+        out = evaluate_trainers([self])[0]
         self.timings["eval_s"] = time.time() - t0
         return self.finish_test(out)
 

@@ -20,6 +20,11 @@ def display_name(trainer: str) -> str:
     return m.display if m else trainer
 
 
+def zero_shot_label(trainer: str) -> str:
+    """A method that trains nothing, beside the trained methods' shot counts (a table's column, a plot's legend)."""
+    return f"{display_name(trainer)} (zero-shot)"
+
+
 def published_key(trainer: str) -> str:
     m = _method(trainer)
     return m.published_key if m else trainer

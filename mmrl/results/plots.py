@@ -58,7 +58,7 @@ def _few_shot_panel(ax, report: Report, stem: str, shots: list[int], xs: dict[in
             if e is not None and e.value("accuracy") is not None:
                 ax.axhline(e.value("accuracy"), color=color, ls="--", lw=1)
                 ax.plot([0], [e.value("accuracy")], marker="*", ms=11, color=color, ls="none",
-                        label=f"{methods.display_name(t)} (zero-shot)")
+                        label=methods.zero_shot_label(t))
             continue
         pts = [(xs[k], report.entry(t, stem, k)) for k in shots]
         pts = [(x, e) for x, e in pts if e is not None and e.value("accuracy") is not None]

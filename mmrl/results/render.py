@@ -60,7 +60,7 @@ def _lookup(table, report: Report, trainer: str, stem: str, shots, metric: str):
 
 
 def _trainer_name(trainer: str, fs: bool) -> str:
-    return f"{trainer} (0-shot)" if fs and not registry.trains(trainer) else trainer
+    return methods.zero_shot_label(trainer) if fs and not registry.trains(trainer) else methods.display_name(trainer)
 
 
 def markers(e: Entry, metric: str) -> str:
@@ -142,8 +142,7 @@ def footnotes(report: Report, published: bool, layout: str = "wide") -> list[str
     else:
         notes.append("Average over datasets per number of shots.")
     for t in [t for t in report.trainers if not registry.trains(t)]:
-        name = t if layout == "wide" else methods.display_name(t)
-        notes.append(f"{name}: one evaluation per dataset (no training, no randomness)"
+        notes.append(f"{methods.display_name(t)}: one evaluation per dataset (no training, no randomness)"
                      + ("; zero-shot, so the same numbers in every shot table." if layout == "paper"
                         and report.protocol == "fs" else "."))
     if report.missing:
@@ -223,7 +222,8 @@ def _num(v: float | None) -> str:
 
 
 def to_csv(report: Report, *, published: bool = False, per_seed: bool = False) -> str:
-    """Long form: one row per (trainer, dataset[, shots])."""
+    """Long form: one row per (trainer, dataset[, shots]); the trainer column holds the registry name
+    (what --trainer takes), machine-readable, not the display name."""
     table = pub.load(report.protocol) if published else {}
     fs = report.protocol == "fs"
     sp = "ci95" if report.ci95 else "std"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mmrl.engine import shared_pass
 from mmrl.engine.logparse import tail
 from mmrl.engine.rundir import RunLock, handoff_env, lock_fds, read_record
 from mmrl.errors import MMRLError, RecordError
@@ -165,10 +166,9 @@ def run_job(job: Job, runner: Runner, env: dict | None = None, want_hash: str | 
 
 
 def shares_test_pass(a: Job, b: Job) -> bool:
-    """Evaluations of the same split by checkpoints of one cell (e.g. its seeds)."""
-    return (a.role == b.role == "eval" and a.model_dir is not None and b.model_dir is not None
-            and (a.protocol, a.trainer, a.dataset, a.cfg, a.shots, a.metric)
-            == (b.protocol, b.trainer, b.dataset, b.cfg, b.shots, b.metric))
+    """Whether two jobs go to one `mmrl eval-many` process: the engine's rule, read from their arguments
+    (e.g. the seeds of one cell's evaluation)."""
+    return shared_pass.can_share(a.argv, b.argv)
 
 
 def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) -> list[Outcome]:
