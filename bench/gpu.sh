@@ -8,7 +8,7 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux2014_x86_64 -d .whl open_clip_torch ftfy wcwidth yacs
 # Each stage has its own time limit within DEADLINE (seconds, default 470), so one that hangs costs
-# only its share; STAGES="tests e2e" runs a selection. Results are appended to $OUT/results.jsonl
+# only its share; STAGES="tests e2e" runs a selection (step-baselines, the six baselines' steps, only when named). Results are appended to $OUT/results.jsonl
 # (one JSON line per benchmark), everything printed to $OUT/gpu.log.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,4 +66,6 @@ stage eval-64px 60 python3 bench/eval.py --device cuda --images 3000 --batch 250
 stage eval-400px 50 python3 bench/eval.py --device cuda --images 500 --data-images 500 --image-size 400 \
     --batch 250 --workers 16 --rounds 1 --json
 stage step-mmrlpp 40 python3 bench/step.py --device cuda --case eurosat --trainer MMRLpp --paths graph,reference --json
+stage step-baselines 300 bash -c 'for t in CoOp CoCoOp KgCoOp IVLP MaPLe PromptSRC; do
+    python3 bench/step.py --device cuda --trainer $t --case eurosat --paths fast,graph,reference --json; done'
 date -u | tee -a "$log"

@@ -1,17 +1,24 @@
 """Train-step time and peak memory: the harness's step against the straightforward one.
 
-    python bench/step.py --case eurosat|imagenet [--device cpu|cuda] [--prec fp32|amp|bf16]
+    python bench/step.py [--trainer MMRL|MMRLpp|CoOp|CoCoOp|KgCoOp|IVLP|MaPLe|PromptSRC]
+                         [--case eurosat|imagenet] [--device cpu|cuda] [--prec fp32|amp|bf16]
                          [--classes 5,50,500] [--paths fast,graph,reference] [--profile] [--json]
 
-ViT-B/16-sized CLIP with random weights (no download), the protocol's batch of 4. A step is
-what the trainer does per batch: forward_train under the precision's autocast, scaled
-backward, optimizer and grad-scaler step. Paths (--paths):
-  fast       the harness's step (mmrl.engine.train_step.TrainStep, eager): the fast model path
-             (mmrl/models/mmrl.py) and, on CUDA, fused AdamW
+ViT-B/16-sized CLIP with random weights (no download). A step is what the trainer does per
+batch: forward_train under the precision's autocast, scaled backward, optimizer and
+grad-scaler step. Paths (--paths):
+  fast       the harness's step (mmrl.engine.train_step.TrainStep, eager) over the method's
+             fast model, with the harness's optimiser (on CUDA its fused kernel)
   graph      the same step replayed from a CUDA graph (CUDA only; what training uses there)
-  reference  the straightforward computation (mmrl/models/reference.py: two CLIP copies, 77
-             text tokens, every layer every step, u once per run) with the plain AdamW and
-             GradScaler loop of the authors' trainer
+  reference  the method's straightforward computation (REFERENCES below: its own CLIP copies,
+             77 text tokens, every layer every step) with a plain optimiser and GradScaler loop
+MMRL and MMRL++: batch 4, AdamW at lr 1e-3 (fast: mmrl/models/mmrl.py; reference:
+mmrl/models/reference.py). The baselines run as their official base-to-novel training job on
+the case's dataset (the config `mmrl sweep --protocol b2n` resolves to, its pinned options
+included): the model built by the method for training (its official initial tensors), the
+config's SGD and schedule (mmrl.engine.schedule), and its batch, which is at most the
+16-shot base set (KgCoOp's 128 is 80 EuroSAT images, one batch per epoch, as the loader
+gives it).
 Each path runs in its own fresh subprocess (so its peak memory is its own): warm-up steps,
 then timed steps (median). ``--classes`` takes a list: the same process then measures each
 class count in turn (names from the ImageNet list, the case's template). CPU memory = peak
@@ -46,37 +53,102 @@ CUDA_STEPS = (3, 15)
 PROFILED_STEPS = 6
 
 
-def build(path: str, args, device: torch.device, n_classes: int):
-    """(model with forward_train, trainable parameters) for one path, weights on ``device``."""
-    from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
-    from mmrl.models.prompts import Prompts
-    from mmrl.models.reference import ReferenceMMRL
+# Every method that trains, with the straightforward computation its step is measured against
+# (tests/test_bench_step.py fails when a registered method that trains is missing here).
+REFERENCES = {
+    "MMRL": "mmrl.models.reference:ReferenceMMRL",
+    "MMRLpp": "mmrl.models.reference:ReferenceMMRL",
+    "CoOp": "mmrl.models.coop_reference:ReferencePrompted",
+    "CoCoOp": "mmrl.models.coop_reference:ReferencePrompted",
+    "KgCoOp": "mmrl.models.coop_reference:ReferencePrompted",
+    "IVLP": "mmrl.models.deep_prompts_reference:ReferenceDeepPrompts",
+    "MaPLe": "mmrl.models.deep_prompts_reference:ReferenceDeepPrompts",
+    "PromptSRC": "mmrl.models.deep_prompts_reference:ReferenceDeepPrompts",
+}
+MMRL_FAMILY = ("MMRL", "MMRLpp")  # built directly (batch 4, AdamW); the others from their B2N config
+SHOTS = 16  # the protocol's shots per base class: the training set a batch is drawn from
 
+
+def b2n_config(trainer: str, case: str):
+    """(config, its trainer YAML's stem) of ``trainer``'s base-to-novel training job on the case's
+    dataset, as the sweep resolves it."""
+    from mmrl.config import resolve_config
+    from mmrl.engine.args import parse_run_args
+    from mmrl.sweep.plan import expand
+    job = next(j for j in expand("b2n", trainers=[trainer], datasets=[case], seeds=[1]) if j.role == "train")
+    args = parse_run_args(list(job.argv))
+    return resolve_config(args).cfg, Path(args.config_file).stem
+
+
+def reference_class(trainer: str):
+    import importlib
+    module, name = REFERENCES[trainer].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_fast(args, device: torch.device, n_classes: int):
+    """The method's model as the harness trains it, on the shared random backbone."""
     clip = common.shared_random_backbone(args.backbone, device)
     names, template = common.case_classes(args.case, n_classes)
-    spec = ArchSpec(trainer=args.trainer, rep_dim=2048 if args.case == "eurosat" and args.trainer == "MMRL" else 512)
     torch.manual_seed(1)
-    fast = MultiModalRepresentationLearner(spec, clip, Prompts.build(names, template),
-                                           Behaviour(alpha=0.7, beta=0.9, reg_weight=1.0)).to(device)
+    if args.trainer in MMRL_FAMILY:
+        from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
+        from mmrl.models.prompts import Prompts
+        spec = ArchSpec(trainer=args.trainer,
+                        rep_dim=2048 if args.case == "eurosat" and args.trainer == "MMRL" else 512)
+        return MultiModalRepresentationLearner(spec, clip, Prompts.build(names, template),
+                                               Behaviour(alpha=0.7, beta=0.9, reg_weight=1.0)).to(device)
+    from mmrl.trainers.base import BuildContext
+    from mmrl.trainers.registry import get
+    ctx = BuildContext(cfg=args.cfg, classnames=names, template=template, device=device,
+                       backbone=lambda _name: clip)  # the config names ViT-B/16: its random twin stands in
+    return get(args.trainer).build(ctx, for_training=True)
+
+
+def build(path: str, args, device: torch.device, n_classes: int):
+    """The model (with forward_train) of one path, weights on ``device``."""
     if path != "reference":
-        return fast
-    ref = ReferenceMMRL(fast)
-    object.__setattr__(fast, "clip", None)  # the reference holds its own two copies, nothing else
-    del clip
+        return build_fast(args, device, n_classes)
+    # ReferencePrompted makes its token ids and embeddings on the CPU, as plain tensors: built there, then moved
+    home = torch.device("cpu") if REFERENCES[args.trainer].startswith("mmrl.models.coop_reference") else device
+    fast = build_fast(args, home, n_classes)
+    ref = reference_class(args.trainer)(fast)
+    object.__setattr__(fast, "clip", None)  # the reference holds its own copies, nothing else
     common.drop_backbones()
+    ref.to(device)
+    for name, value in list(vars(ref).items()):
+        if isinstance(value, torch.Tensor):
+            setattr(ref, name, value.to(device))
     return ref
+
+
+def make_optimizer(path: str, params, args, device: torch.device) -> torch.optim.Optimizer:
+    """MMRL: AdamW (fused on CUDA for the harness). The baselines: the harness's optimiser and
+    schedule from the config's OPTIM, or for the reference a plain SGD with the same values."""
+    from mmrl.engine.schedule import ProtocolLR, build_protocol_optimizer
+    from mmrl.engine.train_step import build_adamw
+    if args.trainer in MMRL_FAMILY:
+        return build_adamw(params, device, lr=1e-3) if path != "reference" else torch.optim.AdamW(params, lr=1e-3)
+    optim = args.cfg.OPTIM
+    if path != "reference":
+        return build_protocol_optimizer(params, optim, device)[0]
+    opt = torch.optim.SGD(params, lr=optim.LR, momentum=optim.MOMENTUM, dampening=optim.SGD_DAMPNING,
+                          nesterov=optim.SGD_NESTEROV, weight_decay=optim.WEIGHT_DECAY)
+    ProtocolLR(opt, optim.LR, optim.MAX_EPOCH, optim.WARMUP_EPOCH, optim.WARMUP_CONS_LR, optim.WARMUP_TYPE,
+               optim.LR_SCHEDULER)  # the first epoch's learning rate, as the harness's
+    return opt
 
 
 def make_step(path: str, model, args, device: torch.device):
     """A callable (images, labels) -> (loss, fused) doing one whole training step."""
     from mmrl.engine.precision import autocast_context, resolve_precision
-    from mmrl.engine.train_step import TrainStep, build_adamw
+    from mmrl.engine.train_step import TrainStep
     prec = resolve_precision(args.prec, device)
     params = [p for p in model.parameters() if p.requires_grad]
     scaler = torch.amp.GradScaler("cuda", enabled=prec == "amp")
+    opt = make_optimizer(path, params, args, device)
     if path != "reference":
-        return TrainStep(model, build_adamw(params, device, lr=1e-3), scaler, prec, device, graphs=path == "graph")
-    opt = torch.optim.AdamW(params, lr=1e-3)
+        return TrainStep(model, opt, scaler, prec, device, graphs=path == "graph")
 
     def step(images, labels):
         with autocast_context(prec, device):
@@ -160,6 +232,7 @@ def measure(path: str, args, device: torch.device, n_classes: int, base_mb: floa
 def child(args) -> None:
     """One path in this (fresh) process, for each class count; writes results and first-step logits."""
     base_mb = common.rss_mb()
+    args.cfg = None if args.trainer in MMRL_FAMILY else b2n_config(args.trainer, args.case)[0]
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the logit comparison
     torch.backends.cudnn.allow_tf32 = False
@@ -197,12 +270,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(common.CASES), default="eurosat")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--trainer", choices=["MMRL", "MMRLpp"], default="MMRL")
+    ap.add_argument("--trainer", choices=list(REFERENCES), default="MMRL")
     ap.add_argument("--prec", choices=["fp32", "amp", "bf16"], default=None,
                     help="default amp on CUDA (the protocol's), fp32 on CPU")
     ap.add_argument("--classes", default=None, help="comma list of class counts (default: the case's)")
     ap.add_argument("--paths", default="fast,reference", help="comma list of fast, graph (CUDA), reference")
-    ap.add_argument("--batch", type=int, default=4, help="the protocol's TRAIN_X.BATCH_SIZE (4)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="MMRL: default 4 (the protocol's); the baselines: their B2N config's, at most the 16-shot "
+                         "base set")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--profile", action="store_true", help="CUDA: profile a few steps per path and class count")
@@ -223,6 +298,16 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    setup = {}
+    if args.trainer in MMRL_FAMILY:
+        args.batch = args.batch or 4
+    else:
+        cfg, stem = b2n_config(args.trainer, args.case)
+        optim = cfg.OPTIM
+        args.batch = args.batch or min(cfg.DATALOADER.TRAIN_X.BATCH_SIZE, SHOTS * min(args.class_list))
+        setup = {"config": stem, "config_batch": cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                 "optim": {"name": optim.NAME, "lr": optim.LR, "momentum": optim.MOMENTUM,
+                           "weight_decay": optim.WEIGHT_DECAY}}
     if cuda and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
@@ -232,7 +317,8 @@ def main() -> None:
     load0 = common.load_average()
     t0 = time.perf_counter()
     say(f"step bench: case={args.case} trainer={args.trainer} device={args.device} prec={args.prec} "
-        f"batch={args.batch} classes={args.class_list} threads={torch.get_num_threads()} backbone={args.backbone}")
+        f"batch={args.batch} classes={args.class_list} threads={torch.get_num_threads()} backbone={args.backbone}"
+        + (f" config={setup['config']} (batch {setup['config_batch']}) optim={setup['optim']}" if setup else ""))
     results = {}
     for p in paths:  # a line per path as soon as it is measured (a time limit keeps what was said)
         results[p] = run_path(p, args)
@@ -265,11 +351,13 @@ def main() -> None:
                 row[f"ratio_{p}"] = round(ref["step_s"] / r["step_s"], 3)
                 row[f"mem_ratio_{p}"] = round(r["peak_mem_mb"] / ref["peak_mem_mb"], 3)
                 row[f"max_abs_logit_diff_{p}"] = float((r["fused"] - ref["fused"]).abs().max())
+                row[f"loss0_diff_{p}"] = abs(r["loss0"] - ref["loss0"])
                 say(f"  {n:5d} classes {p} vs reference: {row[f'ratio_{p}']:.2f}x faster, memory "
-                    f"{row[f'mem_ratio_{p}']:.2f}x, max |logit diff| {row[f'max_abs_logit_diff_{p}']:.2e} ({args.prec})")
+                    f"{row[f'mem_ratio_{p}']:.2f}x, max |logit diff| {row[f'max_abs_logit_diff_{p}']:.2e}, "
+                    f"|loss diff| {row[f'loss0_diff_{p}']:.2e} ({args.prec})")
         rows.append(row)
     out = {"bench": "step", "case": args.case, "trainer": args.trainer, "device": args.device, "prec": args.prec,
-           "batch": args.batch, "backbone": args.backbone, "rows": rows, "machine": common.machine(),
+           "batch": args.batch, "backbone": args.backbone, **setup, "rows": rows, "machine": common.machine(),
            "load_avg_start": load0, "load_avg_end": common.load_average(),
            "wall_s": round(time.perf_counter() - t0, 1)}
     say(f"  total {out['wall_s']:.0f} s")
