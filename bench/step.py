@@ -109,16 +109,10 @@ def build(path: str, args, device: torch.device, n_classes: int):
     """The model (with forward_train) of one path, weights on ``device``."""
     if path != "reference":
         return build_fast(args, device, n_classes)
-    # ReferencePrompted makes its token ids and embeddings on the CPU, as plain tensors: built there, then moved
-    home = torch.device("cpu") if REFERENCES[args.trainer].startswith("mmrl.models.coop_reference") else device
-    fast = build_fast(args, home, n_classes)
+    fast = build_fast(args, device, n_classes)
     ref = reference_class(args.trainer)(fast)
     object.__setattr__(fast, "clip", None)  # the reference holds its own copies, nothing else
     common.drop_backbones()
-    ref.to(device)
-    for name, value in list(vars(ref).items()):
-        if isinstance(value, torch.Tensor):
-            setattr(ref, name, value.to(device))
     return ref
 
 

@@ -28,7 +28,8 @@ class ReferencePrompted(nn.Module):
         spec = fast.spec
         names = [n.replace("_", " ") for n in fast.classnames]
         prefix = spec.ctx_init or " ".join(["X"] * spec.n_ctx)
-        self.ids = tokenize([f"{prefix} {name}." for name in names])
+        device = self.clip.token_embedding.weight.device
+        self.ids = tokenize([f"{prefix} {name}." for name in names]).to(device)
         with torch.no_grad():
             embedding = self.clip.token_embedding(self.ids)
         self.token_prefix = embedding[:, :1]
@@ -38,7 +39,7 @@ class ReferencePrompted(nn.Module):
         if isinstance(fast, KgCoOp):
             clip_kg = copy.deepcopy(fast.clip)  # KgCoOp's second CLIP
             with torch.no_grad():
-                u = clip_kg.encode_text(fast.hand_crafted.ids)
+                u = clip_kg.encode_text(fast.hand_crafted.ids.to(device))
             self.u = u / u.norm(dim=-1, keepdim=True)
 
     def prompts(self, ctx: torch.Tensor) -> torch.Tensor:
