@@ -1,7 +1,8 @@
 """The six baselines on the embedded demo, through train.py (`mmrl.engine.run.main`): each trains
 on the base classes, writes its checkpoint in its own model folder, and that checkpoint gives
 the same base accuracy again and evaluates the new classes; the deep-prompt family learns
-(base accuracy above zero-shot CLIP's); IVLP, MaPLe and PromptSRC killed mid-training resume to
+(base accuracy above zero-shot CLIP's), the text prompts' contexts move off their init phrase;
+CoOp and IVLP go through `mmrl sweep` and `mmrl table`; IVLP, MaPLe and PromptSRC killed mid-training resume to
 the same final tensors, bit for bit, PromptSRC's Gaussian prompt aggregate included."""
 import csv
 import io
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmrl.clip.backbone import load_backbone
 from mmrl.engine.run import main as run_main
+from mmrl.models.coop import phrase_embedding
 from mmrl.models.gpa import gaussian_weights
 from mmrl.trainers import registry
 
@@ -66,9 +69,11 @@ def test_baseline_trains_and_evaluates_on_the_demo(trainer, zeroshot_base, tmp_p
     assert not (train / registry.get(trainer).model_folder / "resume.pth").exists()
     base = rec["metrics"]["accuracy"]
     if trainer in DEEP:
-        assert base >= zeroshot_base + 3, (base, zeroshot_base)
-    else:  # two epochs of a 4-word context: learning, not necessarily past zero-shot yet
+        assert base >= zeroshot_base + 5, (base, zeroshot_base)
+    else:  # two epochs on 4 shots leave a text prompt near zero-shot, but its context has moved
         assert base >= zeroshot_base - 10, (base, zeroshot_base)
+        init = phrase_embedding(load_backbone("demo-tiny")[0], "a photo of a", 4)
+        assert (ck["state_dict"]["prompt_learner.ctx"] - init).abs().max() > 1e-3
 
     # the checkpoint alone gives the training's final base accuracy back, then the new classes
     again = tmp_path / "test_base"
