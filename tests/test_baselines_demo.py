@@ -2,8 +2,9 @@
 on the base classes, writes its checkpoint in its own model folder, and that checkpoint gives
 the same base accuracy again and evaluates the new classes; the deep-prompt family learns
 (base accuracy above zero-shot CLIP's), the text prompts' contexts move off their init phrase;
-CoOp and IVLP go through `mmrl sweep` and `mmrl table`; IVLP, MaPLe and PromptSRC killed mid-training resume to
-the same final tensors, bit for bit, PromptSRC's Gaussian prompt aggregate included."""
+CoOp and IVLP go through `mmrl sweep` and `mmrl table`; IVLP, MaPLe and PromptSRC killed
+mid-training resume to the same final tensors, bit for bit, PromptSRC's Gaussian prompt
+aggregate included."""
 import csv
 import io
 import json
