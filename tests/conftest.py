@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-# Keep every test on small thread counts and away from the user's caches.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Keep every test on small thread counts (OMP_NUM_THREADS=1 on a shared machine: a contended
+# two-thread step can be 50x slower) and away from the user's caches.
+torch.set_num_threads(min(2, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True)
