@@ -20,11 +20,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [ -n "${DATASETS:-}" ] && sel+=(--datasets $DATASETS)
 
-"$PY" -m mmrl sweep --protocol b2n "${sel[@]}" "${run[@]}" "$@"
-status=$?
-exit_unless_ran "$status" "b2n" "$@"
-echo
-"$PY" -m mmrl table --protocol b2n "${sel[@]}" --allow-partial
-table_status=$?
-[ $status -eq 0 ] && status=$table_status
-exit $status
+sweep_then_table b2n "$@"

@@ -26,3 +26,18 @@ exit_unless_ran() {
                fi ;;
     esac
 }
+
+# sweep_then_table PROTOCOL ARGS...: the sweep of PROTOCOL (ARGS: the script's own arguments), then
+# its table from whatever finished; exits with the first failure's status.
+sweep_then_table() {
+    local protocol=$1 status table_status
+    shift
+    "$PY" -m mmrl sweep --protocol "$protocol" "${sel[@]}" "${run[@]}" "$@"
+    status=$?
+    exit_unless_ran "$status" "$protocol" "$@"
+    echo
+    "$PY" -m mmrl table --protocol "$protocol" "${sel[@]}" --allow-partial
+    table_status=$?
+    [ $status -eq 0 ] && status=$table_status
+    exit $status
+}

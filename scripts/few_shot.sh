@@ -21,11 +21,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [ -n "${DATASETS:-}" ] && sel+=(--datasets $DATASETS)
 [ -n "${SHOTS:-}" ] && sel+=(--shots $SHOTS)
 
-"$PY" -m mmrl sweep --protocol fs "${sel[@]}" "${run[@]}" "$@"
-status=$?
-exit_unless_ran "$status" "fs" "$@"
-echo
-"$PY" -m mmrl table --protocol fs "${sel[@]}" --allow-partial
-table_status=$?
-[ $status -eq 0 ] && status=$table_status
-exit $status
+sweep_then_table fs "$@"

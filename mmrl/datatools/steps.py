@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmrl.data.fileio import atomic_path
+from mmrl.data.fileio import atomic_path, numbered_lines
 from mmrl.datasets.spec import DatasetSpec
 from mmrl.datasets.ucf101 import rename_action
 from mmrl.datatools.fetch import Fetcher
@@ -175,22 +175,18 @@ _WNID = re.compile(r"^n\d{8}$")
 def read_val_labels(path: str | os.PathLike) -> dict[str, str]:
     """Image file name -> wnid from '<image> <wnid>' lines, or Kaggle's LOC_val_solution.csv."""
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(",", 1) if "," in line else line.split(None, 1)
-            if parts[0].strip() == "ImageId":  # the csv header
-                continue
-            wnid = parts[1].split()[0] if len(parts) == 2 and parts[1].split() else ""
-            if not _WNID.match(wnid):
-                raise DatasetError(f"{path}:{n}: expected '<image> <wnid>' (or LOC_val_solution.csv rows), got "
-                                   f"{line[:80]!r}")
-            image = os.path.basename(parts[0].strip())
-            if not os.path.splitext(image)[1]:
-                image += ".JPEG"
-            out[image] = wnid
+    for n, line in numbered_lines(path):
+        parts = line.split(",", 1) if "," in line else line.split(None, 1)
+        if parts[0].strip() == "ImageId":  # the csv header
+            continue
+        wnid = parts[1].split()[0] if len(parts) == 2 and parts[1].split() else ""
+        if not _WNID.match(wnid):
+            raise DatasetError(f"{path}:{n}: expected '<image> <wnid>' (or LOC_val_solution.csv rows), got "
+                               f"{line[:80]!r}")
+        image = os.path.basename(parts[0].strip())
+        if not os.path.splitext(image)[1]:
+            image += ".JPEG"
+        out[image] = wnid
     if not out:
         raise DatasetError(f"{path}: no labels found")
     return out
