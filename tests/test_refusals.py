@@ -262,6 +262,7 @@ def test_demo_only_without_root(tmp_path, caplog):
 
 # -- pipes ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", [["-m", "mmrl", "explain"], [str(REPO / "train.py"), "--no-train"]])
 def test_closed_stdout_is_not_a_traceback(tmp_path, entry):
     read, write = os.pipe()
