@@ -234,6 +234,7 @@ def test_train_in_dassl_then_logits_equal_the_harness(trainer, data_root, tmp_pa
     assert acc == pytest.approx(100.0 * (ours["pred"] == ours["label"]).mean())
 
 
+@pytest.mark.slow
 @needs_dassl
 def test_zeroshot_clip_in_dassl_equals_the_harness(data_root, tmp_path):
     from dassl.engine import build_trainer
