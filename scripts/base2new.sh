@@ -16,30 +16,8 @@
 #   PYTHON    the interpreter (default: python)
 # Further arguments go to `mmrl sweep` (see `python -m mmrl sweep --help`).
 set -uo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"   # works without installing the package
-PY="${PYTHON:-python}"
-command -v "$PY" >/dev/null 2>&1 || PY=python3
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-sel=(--output "${OUTPUT:-output}")
-sel+=(--trainer ${TRAINERS:-MMRL MMRLpp ZeroshotCLIP})
 [ -n "${DATASETS:-}" ] && sel+=(--datasets $DATASETS)
-[ -n "${SEEDS:-}" ] && sel+=(--seeds $SEEDS)
-run=(--executor "${EXECUTOR:-local}")
-[ -n "${GPUS:-}" ] && run+=(--gpus "$GPUS")
-[ -n "${OPTS:-}" ] && run+=(--opts $OPTS)
 
-"$PY" -m mmrl sweep --protocol b2n "${sel[@]}" "${run[@]}" "$@"
-status=$?
-case "${EXECUTOR:-local}" in
-    print) exit $status ;;
-    slurm) if [[ " $* " != *" --wait "* ]]; then
-               echo "jobs submitted; when they are done: $PY -m mmrl table --protocol b2n ${sel[*]} (or pass --wait)"
-               exit $status
-           fi ;;
-esac
-echo
-"$PY" -m mmrl table --protocol b2n "${sel[@]}" --allow-partial
-table_status=$?
-[ $status -eq 0 ] && status=$table_status
-exit $status
+sweep_then_table b2n "$@"

@@ -21,33 +21,18 @@
 #   PYTHON    the interpreter (default: python)
 # Further arguments go to both `mmrl sweep` calls (see `python -m mmrl sweep --help`).
 set -uo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"   # works without installing the package
-PY="${PYTHON:-python}"
-command -v "$PY" >/dev/null 2>&1 || PY=python3
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-sel=(--output "${OUTPUT:-output}")
-sel+=(--trainer ${TRAINERS:-MMRL MMRLpp ZeroshotCLIP})
-[ -n "${SEEDS:-}" ] && sel+=(--seeds $SEEDS)
 cd_sel=()
 [ -n "${DATASETS:-}" ] && cd_sel+=(--datasets $DATASETS)
 dg_sel=()
 [ -n "${DG_DATASETS:-}" ] && dg_sel+=(--datasets $DG_DATASETS)
-run=(--executor "${EXECUTOR:-local}")
-[ -n "${GPUS:-}" ] && run+=(--gpus "$GPUS")
-[ -n "${OPTS:-}" ] && run+=(--opts $OPTS)
 
 status=0
 "$PY" -m mmrl sweep --protocol cd "${sel[@]}" ${cd_sel[@]+"${cd_sel[@]}"} "${run[@]}" "$@" || status=$?
 # dg reuses the ImageNet trainings of cd (complete runs are skipped)
 "$PY" -m mmrl sweep --protocol dg "${sel[@]}" ${dg_sel[@]+"${dg_sel[@]}"} "${run[@]}" "$@" || status=$?
-case "${EXECUTOR:-local}" in
-    print) exit $status ;;
-    slurm) if [[ " $* " != *" --wait "* ]]; then
-               echo "jobs submitted; when they are done: $PY -m mmrl table --protocol cd / dg ${sel[*]} (or pass --wait)"
-               exit $status
-           fi ;;
-esac
+exit_unless_ran "$status" "cd / dg" "$@"
 echo
 "$PY" -m mmrl table --protocol cd "${sel[@]}" ${cd_sel[@]+"${cd_sel[@]}"} --allow-partial
 table_status=$?

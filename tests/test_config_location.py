@@ -56,7 +56,7 @@ def test_a_missing_overrides_file_is_an_error_naming_it(tmp_path, monkeypatch):
 def test_an_installed_copy_inside_another_repository_records_no_commit_of_that_repository(tmp_path):
     import subprocess
     from mmrl import __version__
-    from mmrl.engine.run import code_version
+    from mmrl.engine.runenv import code_version
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
                     "--allow-empty", "-m", "other project"], check=True)

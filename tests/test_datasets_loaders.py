@@ -201,3 +201,21 @@ def test_imagenet_without_classnames_txt_uses_bundled_list(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="mmrl.data"):
         data = build_dataset("ImageNetSketch", tmp_path)
     assert data.classnames == VARIANTS["imagenet_sketch"] and "classnames.txt not found" in caplog.text
+
+
+def test_numbered_lines_skip_blank_lines_but_keep_their_numbers(tmp_path):
+    from mmrl.data.fileio import numbered_lines
+    p = tmp_path / "list.txt"
+    p.write_text("a b\n\n   \n  c  \r\nd", encoding="utf-8")
+    assert list(numbered_lines(p)) == [(1, "a b"), (4, "c"), (5, "d")]
+
+
+def test_a_bad_list_line_is_named_by_file_and_line_number(tmp_path):
+    from mmrl.errors import DatasetError
+    ddir = write_synthetic_dataset("fgvc_aircraft", tmp_path, n_per_class=4)
+    test_list = ddir / "images_variant_test.txt"
+    n = len(test_list.read_text(encoding="utf-8").splitlines())
+    with open(test_list, "a", encoding="utf-8") as f:
+        f.write("\n\n0000001 No Such Variant\n")
+    with pytest.raises(DatasetError, match=rf"images_variant_test\.txt:{n + 3}: variant 'No Such Variant'"):
+        build_dataset("fgvc_aircraft", tmp_path)

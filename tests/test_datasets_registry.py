@@ -71,6 +71,7 @@ def test_every_spec_agrees_with_its_dataset_yaml():
     assert sorted(p.stem for p in folder.glob("*.yaml")) == sorted(s.stem for s in builtin)
 
 
+@pytest.mark.slow
 def test_a_run_imports_its_own_loader_and_no_tooling():
     import subprocess
     import sys

@@ -40,6 +40,7 @@ def test_loaded_model_is_fp32_eval_and_only_used_tokens_are_nonzero(demo_clip):
     assert abs(demo_clip.logit_scale.exp().item() - 100.0) < 0.1   # calibrated for MMRL's fixed 100
 
 
+@pytest.mark.slow
 def test_zero_shot_accuracy_is_clearly_above_chance_and_clearly_imperfect(demo_clip):
     torch.manual_seed(0)
     accs = {}

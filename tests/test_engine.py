@@ -14,6 +14,7 @@ def data_root(tmp_path_factory):
     return write_eurosat(tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_train_then_eval_new(data_root, tmp_path):
     out = tmp_path / "train"
     assert run_main(argv(data_root, out)) == 0

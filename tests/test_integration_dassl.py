@@ -184,6 +184,7 @@ def test_every_harness_method_is_registered_under_the_authors_names():
         assert issubclass(cls, TrainerX) and cls.METHOD == name and cls.__module__ == "mmrl.integrations.dassl"
 
 
+@pytest.mark.slow
 @needs_dassl
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
 def test_train_in_dassl_then_logits_equal_the_harness(trainer, data_root, tmp_path, dassl_logger):
@@ -236,6 +237,7 @@ def test_train_in_dassl_then_logits_equal_the_harness(trainer, data_root, tmp_pa
     assert acc == pytest.approx(100.0 * (ours["pred"] == ours["label"]).mean())
 
 
+@pytest.mark.slow
 @needs_dassl
 @pytest.mark.parametrize("trainer", ["CoOp", "PromptSRC"])
 def test_baselines_train_in_dassl_and_their_logits_equal_the_harness(trainer, data_root, tmp_path, dassl_logger):

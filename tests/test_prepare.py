@@ -18,8 +18,9 @@ import pytest
 import scipy.io
 
 from mmrl.cli import main
-from mmrl.datatools import prepare as prep
-from mmrl.datatools.prepare import prepare_dataset, read_val_labels
+from mmrl.datatools import fetch, steps
+from mmrl.datatools.prepare import prepare_dataset
+from mmrl.datatools.steps import read_val_labels
 from mmrl.datasets.registry import get_dataset_class, get_spec
 from mmrl.datatools.synthetic import write_synthetic_dataset
 from mmrl.datatools.verify import verify_dataset
@@ -52,8 +53,8 @@ def _offline(monkeypatch):
     def no_drive(file_id, dest, **kw):
         raise DownloadError(f"network disabled in tests: Google Drive {file_id}")
 
-    monkeypatch.setattr(prep, "download_url", local_only)
-    monkeypatch.setattr(prep, "download_gdrive", no_drive)
+    monkeypatch.setattr(fetch, "download_url", local_only)
+    monkeypatch.setattr(fetch, "download_gdrive", no_drive)
 
 
 def _synthetic(stem: str, tmp_path: Path) -> Path:
@@ -204,7 +205,7 @@ def test_ucf101_middle_frames_from_videos(tmp_path, monkeypatch):
         seen.append(path.name)
         return Image.new("RGB", (8, 8), (200, 10, 10))
 
-    monkeypatch.setattr(prep, "_video_reader", lambda: fake_reader)
+    monkeypatch.setattr(steps, "_video_reader", lambda: fake_reader)
     vids = tmp_path / "UCF-101"
     for action, stem in [("ApplyEyeMakeup", "v_ApplyEyeMakeup_g08_c01"), ("YoYo", "v_YoYo_g01_c02")]:
         (vids / action).mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def killed_run(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("killed") / "run"
     os.environ["MMRL_FAULT_AFTER_EPOCH"] = "1"
     try:
-        assert run_main(argv(data_root, out, epochs=3, opts=["TRAIN.CHECKPOINT_FREQ", "1"])) != 0
+        assert run_main(killed_argv(data_root, out)) != 0
     finally:
         del os.environ["MMRL_FAULT_AFTER_EPOCH"]
     assert record(out)["status"] == "failed" and (out / MODEL / "resume.pth").is_file()
@@ -42,7 +42,7 @@ def killed(killed_run, tmp_path):
 
 
 def killed_argv(data_root, out, *named, opts=()):
-    return argv(data_root, out, *named, epochs=3, opts=["TRAIN.CHECKPOINT_FREQ", "1", *opts])
+    return argv(data_root, out, *named, epochs=3, shots=1, opts=["TRAIN.CHECKPOINT_FREQ", "1", *opts])
 
 
 class Evil:
@@ -262,6 +262,7 @@ def test_demo_only_without_root(tmp_path, caplog):
 
 # -- pipes ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", [["-m", "mmrl", "explain"], [str(REPO / "train.py"), "--no-train"]])
 def test_closed_stdout_is_not_a_traceback(tmp_path, entry):
     read, write = os.pipe()

@@ -88,6 +88,7 @@ def next_int64() -> int:
     ("MMRL", 512, 1, 8627391191391115633, 2239113025055800988, [48, 44, 13, 55, 15, 41, 11, 10]),
     ("MMRLpp", 512, 1, 4850031067208433296, 3382084862630250187, [63, 20, 3, 0, 39, 78, 66, 26]),
 ])
+@pytest.mark.slow
 def test_vit_b16_build_draws_give_the_reference_epoch_seeds(trainer, rep_dim, seed, base_seed, sampler_seed, perm):
     torch.manual_seed(seed)
     reference_initial_state(ArchSpec(trainer=trainer, rep_dim=rep_dim), VIT_B16)
@@ -106,6 +107,7 @@ def skip_words(n: int, chunk: int = 1 << 24) -> None:
         n -= chunk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
 def test_vit_b16_projection_is_drawn_inside_the_first_build(trainer):
     """proj_rep / A follow 86,125,056 words of build #1 (conv1 .. visual proj)."""

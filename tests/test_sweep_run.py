@@ -167,6 +167,7 @@ def test_lock_keeps_a_second_sweep_off_a_running_job(out):
     assert run_job(train, FakeRunner()).action == "ran"
 
 
+@pytest.mark.slow
 def test_runner_exceptions_and_crashes_are_failures_with_log_tails(out, monkeypatch):
     train, test = b2n(out)
 
@@ -221,6 +222,7 @@ def _cli(argv):
     return main(argv)
 
 
+@pytest.mark.slow
 def test_cli_sweep_status_and_print(out, tmp_path, monkeypatch, capsys):
     cmd = f"{sys.executable} {SCRIPT}"
     sel = ["--protocol", "b2n", "--trainer", "MMRL", "--datasets", "eurosat", "--seeds", "1", "2",

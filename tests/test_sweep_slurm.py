@@ -17,6 +17,7 @@ from test_sweep_support import SCRIPT  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_chains_run_as_array_tasks_and_requeue_themselves(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("FAKE_FAIL", raising=False)

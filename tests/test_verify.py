@@ -10,7 +10,8 @@ from mmrl.cli import main
 from mmrl.datasets.registry import get_spec
 from mmrl.datasets.specs import SPECS
 from mmrl.datatools.synthetic import write_synthetic_dataset
-from mmrl.datatools.verify import check_image, verify_all, verify_dataset
+from mmrl.datatools.image_check import check_image
+from mmrl.datatools.verify import verify_all, verify_dataset
 from mmrl.errors import DatasetError
 
 STEMS = [m.stem for m in SPECS if not m.builtin_demo]
@@ -76,12 +77,12 @@ def test_truncated_image_found_by_header_check_and_by_deep(tmp_path):
 
 
 def test_image_checks_in_a_process_pool(tmp_path, monkeypatch):
-    from mmrl.datatools import verify
+    from mmrl.datatools import image_check
     ddir = _synthetic("eurosat", tmp_path)
     img = _first_json_image(ddir, "eurosat")
     img.write_bytes(img.read_bytes()[:100])
-    monkeypatch.setattr(verify, "_PARALLEL_MIN", 0)
-    monkeypatch.setattr(verify, "_CHUNK", 16)
+    monkeypatch.setattr(image_check, "_PARALLEL_MIN", 0)
+    monkeypatch.setattr(image_check, "_CHUNK", 16)
     r = verify_dataset("eurosat", tmp_path, check_sizes=False, workers=2)
     assert r.images_checked == 80 and len(r.problems) == 1 and img.name in r.problems[0].what
 

@@ -1,5 +1,5 @@
-"""File helpers: atomic writes (a reader never sees half a file), dataset-relative paths and the
-cache folder."""
+"""File helpers: atomic writes (a reader never sees half a file), numbered text lines, dataset-relative
+paths and the cache folder."""
 from __future__ import annotations
 
 import contextlib
@@ -53,6 +53,16 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = T
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(line number, stripped line) for each non-blank line of a UTF-8 text file: the number names
+    the line in an error."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                yield n, line
 
 
 def relpath_in(path: str, folder: str) -> str:

@@ -6,6 +6,7 @@ Classes = stripped lines of ``variants.txt`` (label = line index); each list lin
 """
 import os
 
+from mmrl.data.fileio import numbered_lines
 from mmrl.data.items import Item
 from mmrl.data.splits import check_images_exist
 from mmrl.datasets.base import DatasetBase
@@ -19,16 +20,12 @@ class FGVCAircraft(DatasetBase):
     def _read(self, fname: str, cname2lab: dict[str, int]) -> list[Item]:
         path = os.path.join(self.dataset_dir, fname)
         items = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                parts = line.split(" ")
-                image, cname = parts[0] + ".jpg", " ".join(parts[1:])
-                if cname not in cname2lab:
-                    raise DatasetError(f"{path}:{n}: variant {cname!r} is not in variants.txt.")
-                items.append(Item(os.path.join(self.image_dir, image), cname2lab[cname], cname))
+        for n, line in numbered_lines(path):
+            parts = line.split(" ")
+            image, cname = parts[0] + ".jpg", " ".join(parts[1:])
+            if cname not in cname2lab:
+                raise DatasetError(f"{path}:{n}: variant {cname!r} is not in variants.txt.")
+            items.append(Item(os.path.join(self.image_dir, image), cname2lab[cname], cname))
         return items
 
     def load(self):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 
+from mmrl.data.fileio import numbered_lines
 from mmrl.data.items import Item
 from mmrl.data.legacy_pickle import load_legacy_items
 from mmrl.data.resources import resource_path
@@ -32,15 +33,11 @@ log = logging.getLogger("mmrl.data")
 def read_classnames(path: str) -> dict[str, str]:
     """``<wnid> <class name>`` lines -> ordered {wnid: name} (file order kept)."""
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(" ")
-            if len(parts) < 2:
-                raise DatasetError(f"{path}:{n}: expected '<wnid> <class name>', got {line!r}")
-            out[parts[0]] = " ".join(parts[1:])
+    for n, line in numbered_lines(path):
+        parts = line.split(" ")
+        if len(parts) < 2:
+            raise DatasetError(f"{path}:{n}: expected '<wnid> <class name>', got {line!r}")
+        out[parts[0]] = " ".join(parts[1:])
     return out
 
 

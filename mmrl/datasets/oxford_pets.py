@@ -6,6 +6,7 @@ trainval -> 80/20 train/val (reference rule), test.txt -> test. 37 classes.
 """
 import os
 
+from mmrl.data.fileio import numbered_lines
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
@@ -14,17 +15,15 @@ from mmrl.errors import DatasetError
 
 def read_pet_annotations(path: str, image_dir: str) -> list[Item]:
     items = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split()
-            if len(parts) < 2:
-                raise DatasetError(f"{path}:{n}: expected '<image> <class id> <species> <breed id>', got {line!r}")
-            stem, class_id = parts[0], int(parts[1])
-            breed = stem.rsplit("_", 1)[0].lower()
-            items.append(Item(os.path.join(image_dir, f"{stem}.jpg"), class_id - 1, breed))
+    for n, line in numbered_lines(path):
+        if line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise DatasetError(f"{path}:{n}: expected '<image> <class id> <species> <breed id>', got {line!r}")
+        stem, class_id = parts[0], int(parts[1])
+        breed = stem.rsplit("_", 1)[0].lower()
+        items.append(Item(os.path.join(image_dir, f"{stem}.jpg"), class_id - 1, breed))
     return items
 
 

@@ -45,7 +45,7 @@ class Source:
 @dataclass(frozen=True)
 class PrepareStep:
     """Make ``products`` (relative to the dataset folder; "x/" = folder) from ``sources`` with
-    the prepare action named ``action`` (see :mod:`mmrl.datatools.prepare`), given ``args``.
+    the prepare action named ``action`` (see :mod:`mmrl.datatools.steps`), given ``args``.
 
     ``optional``: raw files only needed to regenerate a split, never a failure. ``option``:
     the step is used instead of the default step with the same products when that prepare
@@ -85,7 +85,7 @@ class DatasetSpec:
     builtin_demo: bool = False      # the demo benchmark (runs without a data root)
     prepare: tuple[PrepareStep, ...] = ()
     classnames_from: str | None = None  # folder (beside this one) whose classnames.txt prepare copies
-    synthetic: str = "folders"      # writer in mmrl.datatools.synthetic ("folders": <image_dir>/<class>/)
+    synthetic: str = "folders"      # writer in mmrl.datatools.synthetic.layouts ("folders": <image_dir>/<class>/)
     synthetic_classes: tuple[str, ...] = ()  # class folder names for the "folders" writer
     verify: str = ""                # check in mmrl.datatools.verify; "" = split_json when there is one
     verify_parts: tuple[tuple[str, str], ...] = (("test", ""),)  # class_folders: (split, subfolder)

@@ -7,6 +7,7 @@ Training_01 -> 80/20 train/val, Testing_01 -> test.
 """
 import os
 
+from mmrl.data.fileio import numbered_lines
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
@@ -23,16 +24,12 @@ class SUN397(JsonSplitDataset):
     def _read_list(self, fname: str, key2lab: dict[str, int]) -> list[Item]:
         path = os.path.join(self.dataset_dir, fname)
         items = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                rel = line.strip()
-                if not rel:
-                    continue
-                rel = rel[1:] if rel.startswith("/") else rel
-                key = os.path.dirname(rel)
-                if key not in key2lab:
-                    raise DatasetError(f"{path}:{n}: class {key!r} is not in ClassName.txt.")
-                items.append(Item(os.path.join(self.image_dir, rel), key2lab[key], sun_classname(key)))
+        for n, rel in numbered_lines(path):
+            rel = rel[1:] if rel.startswith("/") else rel
+            key = os.path.dirname(rel)
+            if key not in key2lab:
+                raise DatasetError(f"{path}:{n}: class {key!r} is not in ClassName.txt.")
+            items.append(Item(os.path.join(self.image_dir, rel), key2lab[key], sun_classname(key)))
         return items
 
     def generate_split(self) -> Splits:

@@ -9,6 +9,7 @@ trainlist01 -> 80/20 train/val, testlist01 -> test.
 import os
 import re
 
+from mmrl.data.fileio import numbered_lines
 from mmrl.data.items import Item
 from mmrl.data.splits import Splits, split_trainval
 from mmrl.datasets.base import JsonSplitDataset
@@ -27,17 +28,13 @@ class UCF101(JsonSplitDataset):
     def _read_list(self, fname: str, action2lab: dict[str, int]) -> list[Item]:
         path = os.path.join(self.dataset_dir, LISTS, fname)
         items = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                action, video = line.split(" ")[0].split("/")
-                if action not in action2lab:
-                    raise DatasetError(f"{path}:{n}: action {action!r} is not in classInd.txt.")
-                renamed = rename_action(action)
-                stem = os.path.splitext(video)[0]
-                items.append(Item(os.path.join(self.image_dir, renamed, f"{stem}.jpg"), action2lab[action], renamed))
+        for n, line in numbered_lines(path):
+            action, video = line.split(" ")[0].split("/")
+            if action not in action2lab:
+                raise DatasetError(f"{path}:{n}: action {action!r} is not in classInd.txt.")
+            renamed = rename_action(action)
+            stem = os.path.splitext(video)[0]
+            items.append(Item(os.path.join(self.image_dir, renamed, f"{stem}.jpg"), action2lab[action], renamed))
         return items
 
     def generate_split(self) -> Splits:

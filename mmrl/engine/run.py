@@ -11,72 +11,26 @@ still gets its own log.txt, record.json and predictions, exactly as if run alone
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mmrl import __version__
 from mmrl.config import RunArgs, changed_keys, config_hash, config_to_dict, dump_config_text, resolve_config
 from mmrl.engine import rundir, shared_pass
 from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
+from mmrl.engine.runenv import code_version, environment, now, since_process_start
 from mmrl.engine.runlog import log_path_for, run_logging
 from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
 from mmrl.trainers import registry
-from mmrl.utils.rng import deterministic_requested
 
 log = logging.getLogger("mmrl.engine")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGED, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-
-
-def code_version(root: Path = Path(__file__).resolve().parents[2]) -> str:
-    """The package version, plus the git commit when the package runs from its own checkout (an
-    installed copy's site-packages may lie inside another repository, e.g. a project's .venv)."""
-    if not (root / ".git").exists():
-        return __version__
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = "", ""
-    return f"{__version__}+{sha}{'.dirty' if dirty else ''}" if sha else __version__
-
-
-def environment() -> dict[str, Any]:
-    import PIL
-    cuda = torch.cuda.is_available()
-    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cuda_available": cuda,
-            "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-            "pillow": PIL.__version__, "threads": torch.get_num_threads(), "deterministic": deterministic_requested()}
-
-
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _since_process_start() -> float | None:
-    """Seconds since this process started (interpreter, imports, config): Linux only."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime", encoding="ascii") as fh:
-            uptime = float(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
 
 
 def _lock(out: Path) -> RunLock:
@@ -237,7 +191,7 @@ class Run:
             "argv": self.argv, "config": config_to_dict(cfg), "config_hash": self.hash, "identity": self.identity,
             "model_dir": str(Path(args.model_dir).resolve()) if args.model_dir else None, "checkpoint": None,
             "code_version": code_version(), "env": environment(), "precision": None,
-            "timings": {"started": _now(), "process_start_s": _since_process_start()}, "params": None, "metrics": None,
+            "timings": {"started": now(), "process_start_s": since_process_start()}, "params": None, "metrics": None,
         }
         if self.unfinished_training is not None:
             self.record["unfinished_training"] = dict(self.unfinished_training, allowed_by="--allow-unfinished")
@@ -313,7 +267,7 @@ class Run:
         step = getattr(self.trainer, "step", None)
         if step is not None:
             self.record["train_step"] = step.report()
-        self.record["timings"].update(finished=_now(), wall_s=round(time.time() - self.t0, 3),
+        self.record["timings"].update(finished=now(), wall_s=round(time.time() - self.t0, 3),
                                       **{k: round(v, 3) for k, v in timings.items()})
         write_record(self.out, self.record)
         self.lock.release()

@@ -73,6 +73,15 @@ def _unreachable(url: str, dest: Path, why: str, http_status: int | None = None)
                          f"fetch the file elsewhere and put it at {dest} (then run again).", http_status=http_status)
 
 
+def _part_for(dest: Path, sha256: str | None) -> Path | None:
+    """The ``.part`` file to download ``dest`` into, or None when ``dest`` is already there (and checked)."""
+    if _check_existing(dest, sha256):
+        log.info("%s already present", dest)
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return part_path(dest)
+
+
 def download_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, resume: bool = True,
                  progress: bool = True, retries: int = 3, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` (created parents included) and return ``dest``.
@@ -82,11 +91,9 @@ def download_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None
     kept for a later call.
     """
     dest = Path(dest)
-    if _check_existing(dest, sha256):
-        log.info("%s already present", dest)
+    part = _part_for(dest, sha256)
+    if part is None:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = part_path(dest)
     if not resume:
         part.unlink(missing_ok=True)
     attempt = 0
@@ -196,11 +203,9 @@ def gdrive_view_url(file_id: str) -> str:
 def download_gdrive(file_id: str, dest: str | os.PathLike, *, sha256: str | None = None) -> Path:
     """Download a public Google Drive file with gdown (which handles the large-file confirmation)."""
     dest = Path(dest)
-    if _check_existing(dest, sha256):
-        log.info("%s already present", dest)
+    part = _part_for(dest, sha256)
+    if part is None:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = part_path(dest)
     manual = (f"Open {gdrive_view_url(file_id)} in a browser, download the file and put it at {dest} "
               f"(then run again).")
     try:

@@ -1,114 +1,29 @@
-"""Tiny synthetic copies of each dataset's REAL on-disk layout, for tests and demos.
-
-``write_synthetic_dataset("eurosat", root)`` writes ``root/eurosat/2750/<Folder>/<Folder>_<n>.jpg``
-plus ``split_zhou_EuroSAT.json``, exactly the files the real loader reads. Images are small
-solid-ish squares with one distinct colour per class (plus a little per-image noise), so a
-model can learn them. Class names are real ones (a few per dataset), including the traps the
-loaders must handle (Caltech's capitalised and ignored folders, SUN397's nested classes,
-UCF101's ``YoYo``, Flowers' non-ascending label order, aircraft variants with spaces and "/").
-
-Everything is deterministic for a given ``seed``; the global ``random`` is never touched.
-"""
+"""The layout writers, by name: a dataset spec's ``synthetic`` names the one that writes its real
+on-disk layout (a few real class names, the loaders' traps included)."""
 from __future__ import annotations
 
-import colorsys
 import json
-import os
-import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mmrl.data.items import Item
 from mmrl.data.resources import read_lines, read_tsv_map
-from mmrl.data.splits import split_by_label_groups, split_groups, split_trainval, write_split
-from mmrl.datasets.registry import get_dataset_class, get_spec
-from mmrl.datasets.spec import DatasetSpec
-from mmrl.errors import DatasetError
+from mmrl.data.splits import split_by_label_groups, split_groups, split_trainval
+from mmrl.datasets.registry import get_dataset_class
+from mmrl.datatools.synthetic.base import SyntheticContext, savemat, sizes, write_lines
 
-DEFAULT_PER_CLASS = 32   # 50/20/30 -> 16 train, 6 val, 10 test: enough for 16-shot and 4-shot val
-
-
-@dataclass
-class _Ctx:
-    spec: DatasetSpec
-    dataset_dir: Path
-    n_classes: int | None
-    n_per_class: int
-    image_size: tuple[int, int]
-    with_split_json: bool
-    seed: int
-    rng: random.Random
-
-    def names(self, real: Sequence[str], default: int, prefix: str = "class") -> list[str]:
-        """``n_classes`` names: the real ones first, then made-up ``<prefix>_<k>`` names."""
-        n = self.n_classes or default
-        extra = [f"{prefix}_{k:03d}" for k in range(len(real), n)]
-        return list(real[:n]) + extra
-
-    def image(self, path: Path, label: int, n_labels: int, index: int) -> None:
-        write_image(path, label, n_labels, index, self.image_size, self.seed)
-
-    def split_json(self, train: list[Item], val: list[Item], test: list[Item], prefix: Path) -> None:
-        if self.with_split_json:
-            write_split(train, val, test, self.dataset_dir / self.spec.split_file, str(prefix))
+WRITERS: dict[str, Callable[[SyntheticContext], None]] = {}
 
 
-def class_colour(label: int, n_labels: int) -> tuple[int, int, int]:
-    """Evenly spaced hues; two brightness rings keep many classes apart."""
-    hue = (label * 0.61803398875) % 1.0 if n_labels > 12 else label / max(n_labels, 1)
-    value = 0.95 if label % 2 == 0 else 0.6
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, value)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def write_image(path: Path, label: int, n_labels: int, index: int, size: tuple[int, int], seed: int) -> None:
-    w, h = size
-    rng = np.random.default_rng([seed, label, index])
-    base = np.array(class_colour(label, n_labels), dtype=np.float32)
-    img = base[None, None, :] + rng.normal(0.0, 8.0, size=(h, w, 3))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, format=fmt, quality=95)
-
-
-def _write_lines(path: Path, lines: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-
-
-def _savemat(path: Path, data: dict) -> None:
-    """scipy's savemat, with the timestamped 116-byte text header made constant (determinism)."""
-    from scipy.io import savemat
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savemat(str(path), data)
-    with open(path, "r+b") as f:
-        f.write(b"MATLAB 5.0 MAT-file, written by mmrl.datatools.synthetic".ljust(116, b" "))
-
-
-def _sizes(n: int) -> tuple[int, int]:
-    """(trainval, test) counts for datasets with an official test list: ~70/30."""
-    n_test = max(1, round(n * 0.3))
-    return n - n_test, n_test
-
-
-# ---------------------------------------------------------------------------------------------
-# Layout writers: a spec's ``synthetic`` names one of them
-
-WRITERS: dict[str, Callable[[_Ctx], None]] = {}
-
-
-def _writer(fn: Callable[[_Ctx], None]) -> Callable[[_Ctx], None]:
+def _writer(fn: Callable[[SyntheticContext], None]) -> Callable[[SyntheticContext], None]:
     WRITERS[fn.__name__] = fn
     return fn
 
 
-def _folder_dataset(ctx: _Ctx, image_dir: Path, folders: Sequence[str], file_name: Callable[[str, int], str],
+def _folder_dataset(ctx: SyntheticContext, image_dir: Path, folders: Sequence[str], file_name: Callable[[str, int], str],
                     renames: dict[str, str] | None = None, ignored: Sequence[str] = ()) -> None:
     """``image_dir/<folder>/<file>`` + the reference 50/20/30 split (labels = sorted folders)."""
     renames = renames or {}
@@ -132,14 +47,14 @@ EUROSAT_FOLDERS = tuple(read_tsv_map("eurosat_folder_to_classname.tsv"))
 
 
 @_writer
-def eurosat(ctx: _Ctx) -> None:
+def eurosat(ctx: SyntheticContext) -> None:
     folders = ctx.names(EUROSAT_FOLDERS, 10)
     _folder_dataset(ctx, ctx.dataset_dir / "2750", folders, lambda f, i: f"{f}_{i + 1}.jpg",
                     renames=read_tsv_map("eurosat_folder_to_classname.tsv"))
 
 
 @_writer
-def folders(ctx: _Ctx) -> None:
+def folders(ctx: SyntheticContext) -> None:
     """A split-JSON dataset of ``<image_dir>/<class>/`` folders (e.g. a user's dataset): the spec's
     ``synthetic_classes`` and its loader's renames and ignored folders."""
     loader = get_dataset_class(ctx.spec.name)
@@ -154,7 +69,7 @@ CALTECH_FOLDERS = ("accordion", "airplanes", "Faces", "Leopards", "anchor", "Mot
 
 
 @_writer
-def caltech101(ctx: _Ctx) -> None:
+def caltech101(ctx: SyntheticContext) -> None:
     folders = ctx.names(CALTECH_FOLDERS, 8)
     _folder_dataset(ctx, ctx.dataset_dir / "101_ObjectCategories", folders, lambda f, i: f"image_{i + 1:04d}.jpg",
                     renames=read_tsv_map("caltech101_folder_renames.tsv"),
@@ -166,9 +81,9 @@ DTD_CLASSES = ("banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "
 
 
 @_writer
-def dtd(ctx: _Ctx) -> None:
+def dtd(ctx: SyntheticContext) -> None:
     _folder_dataset(ctx, ctx.dataset_dir / "images", ctx.names(DTD_CLASSES, 6), lambda f, i: f"{f}_{i + 1:04d}.jpg")
-    _write_lines(ctx.dataset_dir / "labels" / "train1.txt", ["banded/banded_0001.jpg"])  # ignored by the loader
+    write_lines(ctx.dataset_dir / "labels" / "train1.txt", ["banded/banded_0001.jpg"])  # ignored by the loader
 
 
 FOOD_CLASSES = ("apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beef_tartare", "beet_salad",
@@ -176,12 +91,12 @@ FOOD_CLASSES = ("apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "bee
 
 
 @_writer
-def food101(ctx: _Ctx) -> None:
+def food101(ctx: SyntheticContext) -> None:
     classes = ctx.names(FOOD_CLASSES, 6)
     ids = iter(ctx.rng.sample(range(100000, 4000000), len(classes) * ctx.n_per_class))
     names = {(c, i): f"{next(ids)}.jpg" for c in sorted(classes) for i in range(ctx.n_per_class)}
     _folder_dataset(ctx, ctx.dataset_dir / "images", classes, lambda f, i: names[(f, i)])
-    _write_lines(ctx.dataset_dir / "meta" / "classes.txt", sorted(classes))  # ignored by the loader
+    write_lines(ctx.dataset_dir / "meta" / "classes.txt", sorted(classes))  # ignored by the loader
 
 
 # (image stem prefix, class id 1..37, species 1 = cat / 2 = dog, breed id within species)
@@ -191,11 +106,11 @@ PET_BREEDS = (("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("american
 
 
 @_writer
-def oxford_pets(ctx: _Ctx) -> None:
+def oxford_pets(ctx: SyntheticContext) -> None:
     breeds = PET_BREEDS[: ctx.n_classes or 6]
     if ctx.n_classes and ctx.n_classes > len(PET_BREEDS):
         raise ValueError(f"synthetic OxfordPets has at most {len(PET_BREEDS)} classes")
-    n_trainval, _ = _sizes(ctx.n_per_class)
+    n_trainval, _ = sizes(ctx.n_per_class)
     lines: dict[str, list[str]] = {"trainval": [], "test": []}
     trainval, test = [], []
     for stem, cid, species, bid in breeds:
@@ -207,7 +122,7 @@ def oxford_pets(ctx: _Ctx) -> None:
             lines[which].append(f"{name} {cid} {species} {bid}")
             (trainval if which == "trainval" else test).append(Item(str(path), cid - 1, stem.lower()))
     for which, rows in lines.items():
-        _write_lines(ctx.dataset_dir / "annotations" / f"{which}.txt", sorted(rows))
+        write_lines(ctx.dataset_dir / "annotations" / f"{which}.txt", sorted(rows))
     train, val = split_trainval(trainval, rng=ctx.rng)
     ctx.split_json(train, val, test, prefix=ctx.dataset_dir / "images")
 
@@ -227,10 +142,10 @@ def _car_annos(rows: list[tuple[str, int]]) -> np.ndarray:
 
 
 @_writer
-def stanford_cars(ctx: _Ctx) -> None:
+def stanford_cars(ctx: SyntheticContext) -> None:
     names = ctx.names(CAR_NAMES, 6, prefix="Car Model")
     names = [n if n[-4:].isdigit() else f"{n} 2012" for n in names]
-    n_trainval, n_test = _sizes(ctx.n_per_class)
+    n_trainval, n_test = sizes(ctx.n_per_class)
     out: dict[str, list[Item]] = {}
     for folder, count in (("cars_train", n_trainval), ("cars_test", n_test)):
         labels = [lab for lab in range(len(names)) for _ in range(count)]
@@ -245,11 +160,11 @@ def stanford_cars(ctx: _Ctx) -> None:
         out[folder] = items
         anno = (ctx.dataset_dir / "devkit" / "cars_train_annos.mat" if folder == "cars_train"
                 else ctx.dataset_dir / "cars_test_annos_withlabels.mat")
-        _savemat(anno, {"annotations": _car_annos(rows)})
+        savemat(anno, {"annotations": _car_annos(rows)})
     meta = np.empty((1, len(names)), dtype=object)
     for k, n in enumerate(names):
         meta[0, k] = n
-    _savemat(ctx.dataset_dir / "devkit" / "cars_meta.mat", {"class_names": meta})
+    savemat(ctx.dataset_dir / "devkit" / "cars_meta.mat", {"class_names": meta})
     train, val = split_trainval(out["cars_train"], rng=ctx.rng)
     ctx.split_json(train, val, out["cars_test"], prefix=ctx.dataset_dir)
 
@@ -260,7 +175,7 @@ FLOWER_NAMES = ("pink primrose", "hard-leaved pocket orchid", "canterbury bells"
 
 
 @_writer
-def oxford_flowers(ctx: _Ctx) -> None:
+def oxford_flowers(ctx: SyntheticContext) -> None:
     names = ctx.names(FLOWER_NAMES, 6, prefix="flower")
     n = len(names)
     # Non-ascending first appearance (the real imagelabels.mat starts with label 77): the
@@ -276,7 +191,7 @@ def oxford_flowers(ctx: _Ctx) -> None:
         ctx.image(path, lab - 1, n, counters[lab])
         counters[lab] += 1
         items.append(Item(str(path), lab - 1, names[lab - 1]))
-    _savemat(ctx.dataset_dir / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
+    savemat(ctx.dataset_dir / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
     (ctx.dataset_dir / "cat_to_name.json").write_text(
         json.dumps({str(k + 1): name for k, name in enumerate(names)}, indent=1), encoding="utf-8")
     ctx.split_json(*split_by_label_groups(items, rng=ctx.rng), prefix=ctx.dataset_dir / "jpg")
@@ -287,7 +202,7 @@ AIRCRAFT_VARIANTS = ("707-320", "727-200", "737-200", "A300B4", "BAE 146-200", "
 
 
 @_writer
-def fgvc_aircraft(ctx: _Ctx) -> None:
+def fgvc_aircraft(ctx: SyntheticContext) -> None:
     variants = ctx.names(AIRCRAFT_VARIANTS, 8, prefix="Variant")
     n_train = round(ctx.n_per_class * 0.5)
     n_val = round(ctx.n_per_class * 0.2)
@@ -299,9 +214,9 @@ def fgvc_aircraft(ctx: _Ctx) -> None:
             ctx.image(ctx.dataset_dir / "images" / f"{image_id}.jpg", lab, len(variants), i)
             which = "train" if i < n_train else "val" if i < n_train + n_val else "test"
             rows[which].append((image_id, variant))
-    _write_lines(ctx.dataset_dir / "variants.txt", variants)
+    write_lines(ctx.dataset_dir / "variants.txt", variants)
     for which, lst in rows.items():  # sorted by image id, so classes interleave as in the real lists
-        _write_lines(ctx.dataset_dir / f"images_variant_{which}.txt", [f"{i} {v}" for i, v in sorted(lst)])
+        write_lines(ctx.dataset_dir / f"images_variant_{which}.txt", [f"{i} {v}" for i, v in sorted(lst)])
 
 
 SUN_KEYS = ("a/abbey", "a/apartment_building/outdoor", "b/badlands", "b/bakery/shop", "c/cafeteria", "d/dam",
@@ -309,9 +224,9 @@ SUN_KEYS = ("a/abbey", "a/apartment_building/outdoor", "b/badlands", "b/bakery/s
 
 
 @_writer
-def sun397(ctx: _Ctx) -> None:
+def sun397(ctx: SyntheticContext) -> None:
     keys = ctx.names(SUN_KEYS, 6, prefix="z/zone")
-    n_trainval, _ = _sizes(ctx.n_per_class)
+    n_trainval, _ = sizes(ctx.n_per_class)
     lists: dict[str, list[str]] = {"Training_01": [], "Testing_01": []}
     trainval, test = [], []
     for lab, key in enumerate(keys):
@@ -323,9 +238,9 @@ def sun397(ctx: _Ctx) -> None:
             which = "Training_01" if i < n_trainval else "Testing_01"
             lists[which].append(f"/{rel}")
             (trainval if which == "Training_01" else test).append(Item(str(path), lab, name))
-    _write_lines(ctx.dataset_dir / "ClassName.txt", [f"/{k}" for k in keys])
+    write_lines(ctx.dataset_dir / "ClassName.txt", [f"/{k}" for k in keys])
     for which, lines in lists.items():
-        _write_lines(ctx.dataset_dir / f"{which}.txt", lines)
+        write_lines(ctx.dataset_dir / f"{which}.txt", lines)
     train, val = split_trainval(trainval, rng=ctx.rng)
     ctx.split_json(train, val, test, prefix=ctx.dataset_dir / "SUN397")
 
@@ -335,10 +250,10 @@ UCF_ACTIONS = ("ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "Ba
 
 
 @_writer
-def ucf101(ctx: _Ctx) -> None:
+def ucf101(ctx: SyntheticContext) -> None:
     n = ctx.n_classes or 6
     actions = list(UCF_ACTIONS[:n]) + [f"DoThing{k:03d}" for k in range(len(UCF_ACTIONS), n)]
-    n_trainval, n_test = _sizes(ctx.n_per_class)
+    n_trainval, n_test = sizes(ctx.n_per_class)
     lines: dict[str, list[str]] = {"trainlist01": [], "testlist01": []}
     trainval, test = [], []
     for lab, action in enumerate(actions):
@@ -356,9 +271,9 @@ def ucf101(ctx: _Ctx) -> None:
                 lines["testlist01"].append(f"{action}/{video}.avi")
                 test.append(Item(str(path), lab, renamed))
     lists = ctx.dataset_dir / "ucfTrainTestlist"
-    _write_lines(lists / "classInd.txt", [f"{k + 1} {a}" for k, a in enumerate(actions)])
+    write_lines(lists / "classInd.txt", [f"{k + 1} {a}" for k, a in enumerate(actions)])
     for which, rows in lines.items():
-        _write_lines(lists / f"{which}.txt", rows)
+        write_lines(lists / f"{which}.txt", rows)
     train, val = split_trainval(trainval, rng=ctx.rng)
     ctx.split_json(train, val, test, prefix=ctx.dataset_dir / "UCF-101-midframes")
 
@@ -369,12 +284,12 @@ def _spread(wnids: Sequence[str], n: int) -> list[str]:
     return sorted(wnids[k * step] for k in range(n))
 
 
-def _classnames_txt(ctx: _Ctx) -> None:
-    _write_lines(ctx.dataset_dir / "classnames.txt", read_lines("imagenet_classnames_wnid.txt"))
+def _classnames_txt(ctx: SyntheticContext) -> None:
+    write_lines(ctx.dataset_dir / "classnames.txt", read_lines("imagenet_classnames_wnid.txt"))
 
 
 @_writer
-def imagenet(ctx: _Ctx) -> None:
+def imagenet(ctx: SyntheticContext) -> None:
     wnids = _spread(read_lines("imagenet_wnids.txt"), ctx.n_classes or 6)
     n_val = max(2, ctx.n_per_class // 4)
     val_counter = 0
@@ -390,19 +305,19 @@ def imagenet(ctx: _Ctx) -> None:
 
 def _wnid_test_set(file_name: Callable[[int], str], readme: bool):
     """A test-only variant: ``<image_dir>/<wnid>/`` folders for wnids of the spec's class list."""
-    def write(ctx: _Ctx) -> None:
+    def write(ctx: SyntheticContext) -> None:
         wnids = _spread(read_lines(ctx.spec.class_list), ctx.n_classes or 6)
         for lab, wnid in enumerate(wnids):
             for i in range(ctx.n_per_class):
                 ctx.image(ctx.dataset_dir / ctx.spec.image_dir / wnid / file_name(i), lab, len(wnids), i)
         if readme:
-            _write_lines(ctx.dataset_dir / ctx.spec.image_dir / "README.txt", ["class folders are wnids"])
+            write_lines(ctx.dataset_dir / ctx.spec.image_dir / "README.txt", ["class folders are wnids"])
         _classnames_txt(ctx)
     return write
 
 
 @_writer
-def imagenetv2(ctx: _Ctx) -> None:
+def imagenetv2(ctx: SyntheticContext) -> None:
     n = ctx.n_classes or 6
     for lab in range(n):
         for i in range(ctx.n_per_class):
@@ -414,29 +329,3 @@ def imagenetv2(ctx: _Ctx) -> None:
 WRITERS["imagenet_sketch"] = _wnid_test_set(lambda i: f"sketch_{i + 1}.JPEG", readme=False)
 WRITERS["imagenet_a"] = _wnid_test_set(lambda i: f"0.{i:06d}.jpg", readme=True)
 WRITERS["imagenet_r"] = _wnid_test_set(lambda i: f"art_{i + 1}.jpg", readme=True)
-
-
-def write_synthetic_dataset(name_or_stem: str, root: str | os.PathLike, *, n_classes: int | None = None,
-                            n_per_class: int = DEFAULT_PER_CLASS, image_size: tuple[int, int] = (32, 32),
-                            with_split_json: bool = True, seed: int = 0) -> Path:
-    """Write a tiny copy of a dataset's real layout under ``root``; returns the dataset folder.
-
-    ``n_classes`` defaults to a handful of real classes (all 10 for EuroSAT); ``n_per_class``
-    is the number of images per class over all splits (test-only datasets: per class folder).
-    ``with_split_json=False`` leaves the split to be generated by the loader. Datasets that
-    never use a split JSON (FGVCAircraft, the ImageNet family) ignore it.
-    """
-    spec = get_spec(name_or_stem)
-    dataset_dir = Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / spec.folder
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    stale_split = dataset_dir / spec.split_file if spec.split_file else None
-    if not with_split_json and stale_split and stale_split.exists():  # a previous call's split must not survive
-        stale_split.unlink()
-    ctx = _Ctx(spec, dataset_dir, n_classes, n_per_class, tuple(image_size), with_split_json, seed,
-               random.Random(seed))
-    writer = WRITERS.get(spec.synthetic)
-    if writer is None:
-        raise DatasetError(f"dataset spec {spec.name}: synthetic={spec.synthetic!r} is not a layout writer "
-                           f"(known: {', '.join(sorted(WRITERS))}).")
-    writer(ctx)
-    return dataset_dir
