@@ -6,7 +6,6 @@ from yacs.config import CfgNode as CN
 
 TASKS = ("B2N", "FS", "CD")
 SUBSAMPLE_MODES = ("all", "base", "new")
-PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 TEST_PRECISIONS = ("fp32", "amp", "bf16")
 
 
