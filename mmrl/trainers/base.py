@@ -15,6 +15,9 @@ from yacs.config import CfgNode as CN
 
 from mmrl.errors import CheckpointError, ConfigError
 
+# The training arithmetics a method's PREC may name (its enumerated_keys).
+PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+
 # Which config of a method a protocol runs (docs/protocol.md#configs-per-task).
 PROTOCOL_CONFIGS = {"b2n": "vit_b16", "fs": "vit_b16_few_shot", "cd": "vit_b16_cross_datasets",
                     "dg": "vit_b16_cross_datasets"}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
-from mmrl.config import PRECISIONS
 from mmrl.models import coop as cp
 from mmrl.models.coop_official import from_official, official_initial_state
-from mmrl.trainers.base import BuildContext, EvalCheckpoint, Method
+from mmrl.trainers.base import PRECISIONS, BuildContext, EvalCheckpoint, Method
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
 

@@ -7,11 +7,10 @@ import logging
 
 from yacs.config import CfgNode as CN
 
-from mmrl.config import PRECISIONS
 from mmrl.models import deep_prompts as dp
 from mmrl.models.deep_prompts_init import reference_initial_state
 from mmrl.models.deep_prompts_official import clip_with_frozen, from_official
-from mmrl.trainers.base import BuildContext, EvalCheckpoint, Method
+from mmrl.trainers.base import PRECISIONS, BuildContext, EvalCheckpoint, Method
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
 

@@ -6,12 +6,11 @@ import logging
 import torch
 from yacs.config import CfgNode as CN
 
-from mmrl.config import PRECISIONS
 from mmrl.errors import CheckpointError, ConfigError
 from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, select_test_logits
 from mmrl.models.prompts import Prompts
-from mmrl.trainers.base import BuildContext, EvalCheckpoint, Method
+from mmrl.trainers.base import PRECISIONS, BuildContext, EvalCheckpoint, Method
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
 

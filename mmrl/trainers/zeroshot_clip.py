@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
-from mmrl.config import PRECISIONS
 from mmrl.models.prompts import Prompts
 from mmrl.models.zeroshot import ZeroshotCLIP as ZeroshotModel
-from mmrl.trainers.base import BuildContext, Method
+from mmrl.trainers.base import PRECISIONS, BuildContext, Method
 from mmrl.trainers.registry import register
 
 

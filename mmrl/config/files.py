@@ -1,0 +1,71 @@
+"""Where the config YAML files are (packaged, or $MMRL_CONFIGS) and reading them, the per-dataset
+overrides files included."""
+from __future__ import annotations
+
+import importlib.resources
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmrl.config.defaults import _method
+from mmrl.errors import ConfigError
+
+# The YAML files ship inside the package (mmrl/configs, package data), so an installed package
+# resolves them from any working directory; the repository's top-level configs/ links there.
+CONFIGS_PREFIX = "configs"
+
+
+def packaged_configs() -> Path:
+    root = importlib.resources.files("mmrl") / CONFIGS_PREFIX
+    if not isinstance(root, Path) or not root.is_dir():
+        raise ConfigError(f"the mmrl package has no configs folder on disk ({root}); reinstall it "
+                          f"from a wheel or a checkout (zipped installs are not supported)")
+    return root
+
+
+def configs_dir() -> Path:
+    """The config tree in use: $MMRL_CONFIGS (a copy the user edits) or the packaged one."""
+    env = os.environ.get("MMRL_CONFIGS")
+    return Path(env) if env else packaged_configs()
+
+
+def config_path(path: str | os.PathLike) -> Path:
+    """A --config-file / --dataset-config-file path.  A relative ``configs/...`` path that does not
+    exist from the working directory (an installed package run elsewhere) means that file of
+    configs_dir()."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute() or not p.parts or p.parts[0] != CONFIGS_PREFIX:
+        return p
+    shipped = configs_dir().joinpath(*p.parts[1:])
+    return shipped if shipped.is_file() else p
+
+
+def read_yaml_mapping(p: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError naming the file otherwise."""
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: not a readable YAML file ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
+    return data
+
+
+def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str, Any], Path | None]:
+    """The override keys for (trainer, task, dataset) from overrides/<TRAINER>.yaml ({} when that
+    file has no entry for them).  A missing file is an error: the run would silently lose them."""
+    if not _method(trainer).has_overrides:
+        return {}, None
+    path = configs_dir() / "overrides" / f"{trainer}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"per-dataset overrides file not found: {path}. Without it {trainer} would run "
+                          f"with the wrong per-dataset settings; reinstall the package, or if MMRL_CONFIGS points at "
+                          f"a copy of the configs, copy overrides/{trainer}.yaml there too.")
+    table = read_yaml_mapping(path).get(task) or {}
+    entry = table.get(dataset_name) if isinstance(table, dict) else table
+    entry = entry or {}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: entry {task}/{dataset_name} must map config keys to values")
+    return dict(entry), path
