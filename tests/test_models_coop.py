@@ -259,12 +259,12 @@ def test_too_long_prompt_is_refused(tiny_clip):
 @slow
 def test_official_clip_construction_draws_rng_md_word_count():
     """One OpenAI ViT-B/16 construction consumes rng.md §3's MMRL build less its projection's randn."""
-    from mmrl.models.coop_official import _openai_clip_draws
+    from mmrl.models.deep_prompts_init import clip_build_draws
     from mmrl.models.init_order import ClipDims, _Discard
     dims = ClipDims(vision_width=768, vision_layers=12, patch_size=16, grid=14, text_width=512, text_layers=12,
                     vocab_size=49408, context_length=77, embed_dim=512)
     torch.manual_seed(0)
-    _openai_clip_draws(dims, _Discard())
+    clip_build_draws(dims, _Discard())
     drawn = torch.get_rng_state()
     torch.manual_seed(0)
     words, chunk = 212_947_968 - 768 * 512, torch.empty(1 << 24)
@@ -294,7 +294,8 @@ def test_official_initial_state_dtypes_and_names(tiny_clip, prec):
 
 def test_kgcoop_draws_a_second_clip_and_its_unused_modules(tiny_clip):
     """Same seed, same kept ctx: KgCoOp's stream is CoOp's plus a bias vector, a CLIP and three Linears."""
-    from mmrl.models.coop_official import _openai_clip_draws, official_initial_state
+    from mmrl.models.coop_official import official_initial_state
+    from mmrl.models.deep_prompts_init import clip_build_draws
     from mmrl.models.init_order import ClipDims, _Discard
     torch.manual_seed(4)
     kg = official_initial_state(PromptArch("KgCoOp", n_ctx=6), tiny_clip, 7, "fp16")
@@ -302,7 +303,7 @@ def test_kgcoop_draws_a_second_clip_and_its_unused_modules(tiny_clip):
     torch.manual_seed(4)
     co = official_initial_state(PromptArch("CoOp", n_ctx=6), tiny_clip, 7, "fp16")
     torch.empty(1, 512, dtype=torch.float16).normal_()
-    _openai_clip_draws(ClipDims.of(tiny_clip), _Discard())
+    clip_build_draws(ClipDims.of(tiny_clip), _Discard())
     for n in (512 * 512 + 512, 128 * 512, 512 * 128):
         torch.empty(n).uniform_()
     assert torch.equal(kg["prompt_learner.ctx"], co["prompt_learner.ctx"])

@@ -22,31 +22,11 @@ from torch import nn
 from mmrl.errors import CheckpointError
 from mmrl.models import towers
 from mmrl.models.coop import PromptArch, meta_net, phrase_embedding
-from mmrl.models.init_order import MLP_RATIO, ClipDims, _Discard
+from mmrl.models.deep_prompts_init import clip_build_draws
+from mmrl.models.init_order import ClipDims, _Discard
 
 KGCOOP_WIDTH = 512       # KgCoOp's bias vector, meta-net and adapter widths are literals in its code
 KGCOOP_ADAPTER_REDUCTION = 4
-
-
-def _openai_clip_draws(d: ClipDims, scratch: _Discard) -> None:
-    """One OpenAI CLIP construction (rng.md §2.4 rows 1-5 and 7-9: MMRL's build without its projection)."""
-    dv, dt = d.vision_width, d.text_width
-    scratch.uniform(dv * 3 * d.patch_size ** 2)             # conv1 (no bias)
-    scratch.normal(dv)                                      # class_embedding
-    scratch.normal((d.grid ** 2 + 1) * dv)                  # visual positional_embedding
-    for _ in range(d.vision_layers):
-        scratch.block(dv)
-    scratch.normal(dv * d.embed_dim)                        # visual proj
-    for _ in range(d.text_layers):
-        scratch.block(dt)
-    scratch.normal(d.vocab_size * dt)                       # nn.Embedding's own init
-    # initialize_parameters: embeddings, then each text block, then text_projection
-    scratch.normal(d.vocab_size * dt)
-    scratch.normal(d.context_length * dt)
-    for _ in range(d.text_layers):
-        for n in (3 * dt * dt, dt * dt, MLP_RATIO * dt * dt, MLP_RATIO * dt * dt):
-            scratch.normal(n)
-    scratch.normal(dt * d.embed_dim)
 
 
 def official_dtype(prec: str) -> torch.dtype:
@@ -62,7 +42,7 @@ def official_initial_state(spec: PromptArch, clip: nn.Module, num_classes: int, 
     dtype = official_dtype(prec)
     dims = ClipDims.of(clip)
     scratch = _Discard()
-    _openai_clip_draws(dims, scratch)
+    clip_build_draws(dims, scratch)
     if spec.ctx_init:
         ctx = phrase_embedding(clip, spec.ctx_init, spec.n_ctx).to(dtype)
     else:
@@ -78,7 +58,7 @@ def official_initial_state(spec: PromptArch, clip: nn.Module, num_classes: int, 
     elif spec.trainer == "KgCoOp":
         with torch.no_grad():
             torch.empty(1, KGCOOP_WIDTH, dtype=dtype).normal_(std=0.02)     # bias_vectors
-        _openai_clip_draws(dims, scratch)                                   # the hand-crafted features' CLIP
+        clip_build_draws(dims, scratch)                                   # the hand-crafted features' CLIP
         scratch.uniform(KGCOOP_WIDTH * KGCOOP_WIDTH)                        # meta_net.linear1 weight, bias
         scratch.uniform(KGCOOP_WIDTH)
         hidden = KGCOOP_WIDTH // KGCOOP_ADAPTER_REDUCTION

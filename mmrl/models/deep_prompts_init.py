@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mmrl.models.deep_prompts import DeepPromptModel, phrase_context
-from mmrl.models.init_order import ClipDims, MLP_RATIO, _Discard
+from mmrl.models.init_order import ClipDims, _Discard, text_init_draws
 
 PROMPT_STD = 0.02
 
@@ -40,7 +40,7 @@ def _linear(in_features: int, out_features: int) -> tuple[torch.Tensor, torch.Te
     return weight, bias
 
 
-def _clip_build(d: ClipDims, scratch: _Discard, vision: tuple[int, int] = (0, 0),
+def clip_build_draws(d: ClipDims, scratch: _Discard, vision: tuple[int, int] = (0, 0),
                 text: tuple[int, int] = (0, 0)) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """One reference-format CLIP construction. ``vision``/``text`` = (depth, n_ctx) of its prompts
     (0 depth: a plain CLIP). Returns the vision prompts (VPT, then blocks 1..) and the text
@@ -64,14 +64,7 @@ def _clip_build(d: ClipDims, scratch: _Discard, vision: tuple[int, int] = (0, 0)
         scratch.block(dt)
         if 1 <= i < t_depth:
             kept_t.append(_prompt(t_ctx, dt))
-    scratch.normal(d.vocab_size * dt)                       # nn.Embedding's own init
-    # initialize_parameters: embeddings, then each text block, then text_projection
-    scratch.normal(d.vocab_size * dt)
-    scratch.normal(d.context_length * dt)
-    for _ in range(d.text_layers):
-        for n in (3 * dt * dt, dt * dt, MLP_RATIO * dt * dt, MLP_RATIO * dt * dt):
-            scratch.normal(n)
-    scratch.normal(dt * d.embed_dim)
+    text_init_draws(d, scratch)
     return kept_v, kept_t
 
 
@@ -93,7 +86,7 @@ def reference_initial_state(model: DeepPromptModel, prec: str = "fp16") -> dict[
     d = ClipDims.of(model.clip)
     scratch = _Discard()
     if spec.trainer == "MaPLe":
-        _clip_build(d, scratch)
+        clip_build_draws(d, scratch)
         out = {"ctx": _ctx(model, prec)}
         w, b = _linear(d.text_width, d.vision_width)
         out["proj.weight"], out["proj.bias"] = w.half().float(), b.half().float()
@@ -104,11 +97,11 @@ def reference_initial_state(model: DeepPromptModel, prec: str = "fp16") -> dict[
             out[f"compound_prompt_projections.{i}.weight"] = w.clone()
             out[f"compound_prompt_projections.{i}.bias"] = b.clone()
         return out
-    vision, text = _clip_build(d, scratch, (spec.depth_vision, spec.n_ctx_vision), (spec.depth_text, spec.n_ctx_text))
+    vision, text = clip_build_draws(d, scratch, (spec.depth_vision, spec.n_ctx_vision), (spec.depth_text, spec.n_ctx_text))
     out = {"ctx": _ctx(model, prec)}
     if spec.trainer == "PromptSRC":
-        _clip_build(d, scratch)  # the fp32 text model of the template ensemble
-        _clip_build(d, scratch)  # the zero-shot image tower
+        clip_build_draws(d, scratch)  # the fp32 text model of the template ensemble
+        clip_build_draws(d, scratch)  # the zero-shot image tower
     for i, t in enumerate(text):
         out[f"text_prompts.{i}"] = t
     if vision:

@@ -108,15 +108,21 @@ def _clip_build(spec: ArchSpec, d: ClipDims, scratch: _Discard) -> torch.Tensor:
     kept = _rep_projection(spec, d)
     for _ in range(d.text_layers):
         scratch.block(dt)
+    text_init_draws(d, scratch)
+    return kept
+
+
+def text_init_draws(d: ClipDims, scratch: _Discard) -> None:
+    """The end of every CLIP construction, after the text blocks: the token embedding's own
+    init, then CLIP's initialize_parameters (embeddings, each text block, text_projection)."""
+    dt = d.text_width
     scratch.normal(d.vocab_size * dt)                       # nn.Embedding's own init
-    # initialize_parameters: embeddings, then each text block, then text_projection
     scratch.normal(d.vocab_size * dt)
     scratch.normal(d.context_length * dt)
     for _ in range(d.text_layers):
         for n in (3 * dt * dt, dt * dt, MLP_RATIO * dt * dt, MLP_RATIO * dt * dt):
             scratch.normal(n)
     scratch.normal(dt * d.embed_dim)
-    return kept
 
 
 def _linear(in_features: int, out_features: int) -> tuple[torch.Tensor, torch.Tensor]:
