@@ -53,14 +53,14 @@ class ProtocolLR:
 
 
 def build_sgd(params, device: torch.device, optim) -> torch.optim.SGD:
-    """Dassl's SGD (the CoOp family's optimiser): one group, OPTIM's momentum, dampening,
+    """Dassl's SGD (the prompt-learning baselines' optimiser): one group, OPTIM's momentum, dampening,
     Nesterov flag and weight decay; on CUDA the fused kernel (as build_adamw)."""
     return torch.optim.SGD(params, lr=optim.LR, momentum=optim.MOMENTUM, dampening=optim.SGD_DAMPNING,
                            nesterov=optim.SGD_NESTEROV, weight_decay=optim.WEIGHT_DECAY, fused=device.type == "cuda")
 
 
 def build_protocol_optimizer(params, optim, device) -> tuple[torch.optim.Optimizer, ProtocolLR]:
-    """The protocol's optimiser (AdamW, or SGD for the CoOp family) and schedule from an OPTIM config
+    """The protocol's optimiser (OPTIM.NAME: AdamW or SGD) and schedule from an OPTIM config
     node (docs/protocol.md#optimiser-and-schedule)."""
     from mmrl.engine.train_step import build_adamw
     if optim.NAME == "adamw":
@@ -69,7 +69,7 @@ def build_protocol_optimizer(params, optim, device) -> tuple[torch.optim.Optimiz
     elif optim.NAME == "sgd":
         optimizer = build_sgd(params, device, optim)
     else:
-        raise ConfigError(f"OPTIM.NAME {optim.NAME!r}: the harness trains with 'adamw' (MMRL) or 'sgd' (CoOp family)")
+        raise ConfigError(f"OPTIM.NAME {optim.NAME!r}: the harness trains with 'adamw' or 'sgd'")
     scheduler = ProtocolLR(optimizer, optim.LR, optim.MAX_EPOCH, optim.WARMUP_EPOCH, optim.WARMUP_CONS_LR,
                            optim.WARMUP_TYPE, optim.LR_SCHEDULER)
     return optimizer, scheduler

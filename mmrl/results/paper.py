@@ -135,7 +135,7 @@ def _name(stem: str) -> str:
     return "Average" if stem == AVERAGE else catalog.display_name(stem)
 
 
-def build_paper(report: Report, *, published: bool = False, source: str = "imagenet") -> PaperTable:
+def build_paper(report: Report, *, published: bool = False, source: str = catalog.CD_SOURCE) -> PaperTable:
     entries = pub.rows(report.protocol) if published else []
     trainers = methods.row_order(report.trainers)
     datasets = [s for s in report.rows if s != AVERAGE]

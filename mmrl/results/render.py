@@ -82,7 +82,7 @@ def _cell(e: Entry | None, metric: str) -> str:
     return text + markers(e, metric)
 
 
-def build_grid(report: Report, *, published: bool = False, per_seed: bool = False, source: str = "imagenet") -> Grid:
+def build_grid(report: Report, *, published: bool = False, per_seed: bool = False, source: str = catalog.CD_SOURCE) -> Grid:
     table = pub.load(report.protocol) if published else {}
     with_pub = {t for t in report.trainers if pub.has_any(table, t)}  # no empty columns for the rest
     fs = report.protocol == "fs"

@@ -24,7 +24,7 @@ run directories (the authors' scheme; <T> trainer, <CFG> config stem):
 Unlike the authors' scripts, cross-dataset / domain-generalisation runs get their own
 cross_dataset/ tree instead of reusing base2new/train_base and base2new/test_new; dg
 (ImageNet -> V2, Sketch, A, R) shares the cd training.  A method that trains nothing
-(ZeroshotCLIP) runs once (first seed), eval-only, under shots_0 (b2n: test_base/ and test_new/).
+(zero-shot CLIP) runs once (first seed), eval-only, under shots_0 (b2n: test_base/ and test_new/).
 
 A complete run (record.json complete, same config hash) is skipped; a failed or killed one
 resumes; a run whose config changed (or whose training was rerun since) is moved to
