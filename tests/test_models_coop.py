@@ -8,6 +8,7 @@ from mmrl.errors import ConfigError
 from mmrl.models.coop import CoCoOp, CoOp, KgCoOp, PromptArch, build_prompt_model, kgcoop_template
 from mmrl.models.coop_reference import ReferencePrompted
 from mmrl.models.prompts import tokenize
+from mmrl.trainers import registry
 
 # names of several BPE lengths (one with "_"), so that prompts fall into several length groups
 CLASSES = ["Annual_Crop_Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Sea or Lake",
@@ -436,7 +437,7 @@ def test_model_from_config_takes_kgcoops_weight_and_template(tiny_clip):
     model = coop.model_from_cfg(cfg, PromptArch.from_cfg(cfg), tiny_clip, ["banded", "woven"], "{} texture.")
     assert isinstance(model, KgCoOp) and model.w == 8.0
     assert model.hand_crafted.texts == ["a photo of a banded, a type of texture.", "a photo of a woven, a type of texture."]
-    assert coop.trainer_prec(cfg) == "fp16"
+    assert registry.get("KgCoOp").precision(cfg) == "fp16"
     cfg = official_config("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", ("TRAINER.COCOOP.PREC", "fp32"))
     assert isinstance(coop.model_from_cfg(cfg, PromptArch.from_cfg(cfg), tiny_clip, CLASSES, ""), CoCoOp)
-    assert coop.trainer_prec(cfg) == "fp32"
+    assert registry.get("CoCoOp").precision(cfg) == "fp32"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from mmrl.trainers import registry
+
 TASKS = ("B2N", "FS", "CD")
 SUBSAMPLE_MODES = ("all", "base", "new")
 TEST_PRECISIONS = ("fp32", "amp", "bf16")
@@ -144,26 +146,12 @@ def get_default_config(trainer: str = "") -> CN:
 
     c.TRAINER = CN()
     c.TRAINER.NAME = ""
-    for m in _methods():
+    for m in registry.methods():
         for key, block in m.config_blocks().items():
             if key not in c.TRAINER:
                 c.TRAINER[key] = block
     if trainer:
-        for key, block in _method(trainer).config_blocks().items():
+        for key, block in registry.get(trainer).config_blocks().items():
             c.TRAINER[key] = block
     return c
 
-
-def _methods():
-    from mmrl.trainers import registry  # the methods import this module's constants
-    return registry.methods()
-
-
-def _method(name: str):
-    from mmrl.trainers import registry
-    return registry.get(name)
-
-
-def _method_names() -> list[str]:
-    from mmrl.trainers import registry
-    return registry.names()

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from mmrl.config.defaults import _method
 from mmrl.errors import ConfigError
+from mmrl.trainers import registry
 
 # The YAML files ship inside the package (mmrl/configs, package data), so an installed package
 # resolves them from any working directory; the repository's top-level configs/ links there.
@@ -56,7 +56,7 @@ def read_yaml_mapping(p: Path) -> dict[str, Any]:
 def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str, Any], Path | None]:
     """The override keys for (trainer, task, dataset) from overrides/<TRAINER>.yaml ({} when that
     file has no entry for them).  A missing file is an error: the run would silently lose them."""
-    if not _method(trainer).has_overrides:
+    if not registry.get(trainer).has_overrides:
         return {}, None
     path = configs_dir() / "overrides" / f"{trainer}.yaml"
     if not path.is_file():

@@ -8,8 +8,8 @@ from typing import Any, Iterable
 
 from yacs.config import CfgNode as CN
 
-from mmrl.config.defaults import _method, _method_names, _methods
 from mmrl.config.views import _flatten_plain, flatten
+from mmrl.trainers import registry
 
 # Keys that say where things are or how chatty a run is, not what it computes: left out of
 # the config hash so that moving the data root or the output tree keeps runs "complete".
@@ -25,8 +25,8 @@ def _other_blocks(flat: dict[str, Any]) -> set[str]:
     of the methods flagged ``block_in_every_hash`` excepted: runs recorded before methods were
     plug-ins hashed them, and keep their hash)."""
     name = flat.get("TRAINER.NAME") or ""
-    own = set(_method(name).config_blocks()) if name in _method_names() else {name}
-    skip = {f"TRAINER.{key}." for m in _methods() if not m.block_in_every_hash
+    own = set(registry.get(name).config_blocks()) if name in registry.names() else {name}
+    skip = {f"TRAINER.{key}." for m in registry.methods() if not m.block_in_every_hash
             for key in m.config_blocks() if key not in own}
     return {k for k in flat if any(k.startswith(p) for p in skip)}
 

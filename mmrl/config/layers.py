@@ -10,11 +10,12 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from mmrl.config.defaults import TASKS, _method, get_default_config
+from mmrl.config.defaults import TASKS, get_default_config
 from mmrl.config.files import config_path, configs_dir, load_overrides, read_yaml_mapping
 from mmrl.config.validate import validate
 from mmrl.config.views import _flatten_plain, flatten
 from mmrl.errors import ConfigError
+from mmrl.trainers import registry
 
 def _decode(value: Any) -> Any:
     """Decode a YAML/CLI string the way yacs does: a Python literal when possible."""
@@ -139,7 +140,7 @@ def _opts_value(opts: list[str], key: str) -> str | None:
 
 def resolve_config(args: RunArgs) -> ResolvedConfig:
     if args.trainer:
-        _method(args.trainer)  # known, else a ConfigError listing the registered ones
+        registry.get(args.trainer)  # known, else a ConfigError listing the registered ones
     b = ConfigBuilder(args.trainer)
     if args.dataset_config_file:
         b.merge_yaml(args.dataset_config_file, "dataset")
@@ -150,7 +151,7 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
     if args.trainer:
         b.set("TRAINER.NAME", args.trainer, "cli --trainer")
     if trainer:
-        _method(trainer)  # known, else a ConfigError listing the registered ones
+        registry.get(trainer)  # known, else a ConfigError listing the registered ones
 
     task = _opts_value(args.opts, "TASK") or b.get("TASK")
     if not task:
@@ -188,7 +189,7 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
 
     b.merge_opts(list(args.opts))
     cfg = b.cfg
-    trains = not args.eval_only and (not cfg.TRAINER.NAME or _method(cfg.TRAINER.NAME).trains)
+    trains = not args.eval_only and (not cfg.TRAINER.NAME or registry.get(cfg.TRAINER.NAME).trains)
     validate(cfg, trains=trains, provenance=b.provenance)
     cfg.freeze()
     return ResolvedConfig(cfg, b.provenance)

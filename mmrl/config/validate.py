@@ -6,9 +6,10 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
-from mmrl.config.defaults import SUBSAMPLE_MODES, TASKS, TEST_PRECISIONS, _method_names, _methods
+from mmrl.config.defaults import SUBSAMPLE_MODES, TASKS, TEST_PRECISIONS
 from mmrl.config.views import flatten
 from mmrl.errors import ConfigError
+from mmrl.trainers import registry
 
 # Enumerated keys: the values this harness implements. Dassl accepts more for some of them
 # (other optimisers, schedulers, samplers, evaluators); running with one of those would
@@ -45,8 +46,8 @@ def _check_choice(key: str, value: Any, allowed: tuple, provenance: dict[str, st
 def _validated_methods(cfg: CN) -> list:
     """The running method, and the methods whose blocks every config hashes (their blocks are
     always their own)."""
-    running = cfg.TRAINER.NAME if cfg.TRAINER.NAME in _method_names() else ""
-    return [m for m in _methods() if m.name == running or m.block_in_every_hash]
+    running = cfg.TRAINER.NAME if cfg.TRAINER.NAME in registry.names() else ""
+    return [m for m in registry.methods() if m.name == running or m.block_in_every_hash]
 
 
 def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None = None) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmrl.engine import shared_pass
 from mmrl.engine.precision import autocast_context, resolve_precision
 
 log = logging.getLogger("mmrl.engine")
@@ -27,15 +28,13 @@ log = logging.getLogger("mmrl.engine")
 
 def prefix_groups(models: Sequence[nn.Module]) -> list[list[int]]:
     """Indices of models that can share layers below J: same backbone object and same J."""
-    groups: dict[tuple, list[int]] = {}
-    for i, m in enumerate(models):
+    def key(i: int) -> tuple:
+        m = models[i]
         clip, j = getattr(m, "clip", None), getattr(m, "J", None)
         if clip is None or j is None or not hasattr(m, "image_prefix"):
-            key: tuple = ("alone", i)
-        else:
-            key = ("shared", id(clip), j)
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
+            return ("alone", i)
+        return ("shared", id(clip), j)
+    return shared_pass.group(range(len(models)), key)
 
 
 def _heads(heads: str | Sequence[str], n: int) -> list[str]:

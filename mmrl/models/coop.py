@@ -420,11 +420,6 @@ class CoCoOp(PromptedCLIP):
         return F.cross_entropy(logits, labels), logits, {}
 
 
-def trainer_prec(cfg) -> str:
-    """PREC of the trainer's block: the official model's dtype (fp16: CLIP and learned tensors in half)."""
-    return (cfg.TRAINER.COCOOP if cfg.TRAINER.NAME == "CoCoOp" else cfg.TRAINER.COOP).PREC
-
-
 def model_from_cfg(cfg, spec: PromptArch, clip: nn.Module, classnames: list[str], template: str) -> PromptedCLIP:
     """The model of ``spec`` with the run's behaviour: KgCoOp's W (TRAINER.COOP.W) and its hand-crafted
     prompt (``template``, the dataset's, with KgCoOp's own for DTD)."""

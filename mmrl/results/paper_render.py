@@ -9,7 +9,7 @@ import io
 from tabulate import tabulate
 
 from mmrl.results.paper import BEST, OURS, SECOND, Cell, PaperTable
-from mmrl.results.render import tex
+from mmrl.results.render import latex_footnotes, num, tex
 
 _MD = {BEST: "**{}**", SECOND: "<u>{}</u>", "": "{}"}
 _TEX = {BEST: "\\textbf{{{}}}", SECOND: "\\underline{{{}}}", "": "{}"}
@@ -47,14 +47,7 @@ def to_latex(table: PaperTable) -> str:
         out.append("\\bottomrule")
         out.append("\\end{tabular}")
         out.append("")
-    out.append("{\\footnotesize")
-    out += [tex(n) + " \\\\" for n in table.footnotes]
-    out.append("}")
-    return "\n".join(out) + "\n"
-
-
-def _num(v: float | None) -> str:
-    return "" if v is None else f"{v:.4f}".rstrip("0").rstrip(".")
+    return "\n".join(out + latex_footnotes(table.footnotes)) + "\n"
 
 
 def to_csv(table: PaperTable) -> str:
@@ -69,7 +62,7 @@ def to_csv(table: PaperTable) -> str:
         for r in b.rows:
             ours = r.source == OURS
             row = ([b.key] if lead else []) + [r.method, r.source]
-            row += [x for c in r.cells for x in (_num(c.value), c.mark)]
+            row += [x for c in r.cells for x in (num(c.value), c.mark)]
             row += [r.n_seeds, int(r.partial), int(r.flagged)] if ours else ["", "", ""]
             w.writerow(row)
     return buf.getvalue()

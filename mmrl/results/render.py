@@ -211,13 +211,15 @@ def to_latex(grid: Grid) -> str:
         out.append("\\bottomrule")
         out.append("\\end{tabular}")
         out.append("")
-    out.append("{\\footnotesize")
-    out += [tex(n) + " \\\\" for n in grid.footnotes]
-    out.append("}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + latex_footnotes(grid.footnotes)) + "\n"
 
 
-def _num(v: float | None) -> str:
+def latex_footnotes(notes: list[str]) -> list[str]:
+    return ["{\\footnotesize", *(tex(n) + " \\\\" for n in notes), "}"]
+
+
+def num(v: float | None) -> str:
+    """A CSV number: up to 4 decimals, no trailing zeros; blank when missing."""
     return "" if v is None else f"{v:.4f}".rstrip("0").rstrip(".")
 
 
@@ -245,17 +247,17 @@ def to_csv(report: Report, *, published: bool = False, per_seed: bool = False) -
                 if e is None:
                     continue
                 row = [t, _row_name(stem)] + ([k] if fs else [])
-                row += [_num(e.value(c)) for c in cols]
-                row += [_num(e.spread_of(m)) for m in metrics]
+                row += [num(e.value(c)) for c in cols]
+                row += [num(e.spread_of(m)) for m in metrics]
                 row += [e.n_seeds, int(e.partial), int(bool(e.flags))]
                 if per_seed:
                     for m in metrics:
                         st = e.metrics.get(m)
-                        row += [_num(st.values.get(s)) if st else "" for s in report.seeds]
+                        row += [num(st.values.get(s)) if st else "" for s in report.seeds]
                 if published:
                     ps = [_lookup(table, report, t, stem, k if fs else None, c) for c in cols]
-                    row += [_num(p) for p in ps]
-                    row += [_num(e.value(c) - p) if p is not None and e.value(c) is not None else ""
+                    row += [num(p) for p in ps]
+                    row += [num(e.value(c) - p) if p is not None and e.value(c) is not None else ""
                             for c, p in zip(cols, ps)]
                 w.writerow(row)
     return buf.getvalue()
