@@ -22,6 +22,7 @@ cross_dataset/test/ (the source included), FS into few_shot/<stem>/shots_0/.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
     return tuple(argv + opts)
 
 
+@functools.lru_cache(maxsize=None)  # one read per file, not per job
 def _epochs(config_file: str) -> int:
     """OPTIM.MAX_EPOCH of a trainer config file (1 when it cannot be read: only orders jobs)."""
     try:
