@@ -7,8 +7,8 @@
         --output-dir output/base2new/train_base/eurosat/shots_16/MMRL/vit_b16/seed1 \
         DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N
 """
-from mmrl.cli import quiet_on_broken_pipe
+from mmrl.cli import exit_process, quiet_on_broken_pipe
 from mmrl.engine.run import main
 
 if __name__ == "__main__":
-    raise SystemExit(quiet_on_broken_pipe(main))
+    exit_process(quiet_on_broken_pipe(main))

@@ -1,3 +1,3 @@
-from mmrl.cli import main
+from mmrl.cli import exit_process, main
 
-raise SystemExit(main())
+exit_process(main())

@@ -34,6 +34,26 @@ def test_explicit_weights_file_is_taken_as_given(openai_style_file, tiny_clip):
     assert not any(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_openai_file_builds_the_same_model_as_open_clip_does(tmp_path, tiny_clip, dtype):
+    """Construction without initial draws or the fp16 round trip ends with what open_clip's own
+    build (random init, fp16 modules, then fp32 and the file reloaded) ends with: every
+    parameter and buffer, the text tower's causal mask included."""
+    from open_clip.model import build_model_from_openai_state_dict
+    sd = {k: v.to(dtype) for k, v in tiny_clip.state_dict().items()}
+    path = tmp_path / "ViT-B-16.pt"
+    torch.save(sd, path)
+    model, _ = backbone.load_backbone("ViT-B/16", weights=str(path))
+    plain = build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None).float()
+    plain.load_state_dict(sd)
+    ours = dict(model.named_parameters()) | dict(model.named_buffers())
+    theirs = dict(plain.named_parameters()) | dict(plain.named_buffers())
+    assert ours.keys() == theirs.keys() and "attn_mask" in ours
+    for k, v in theirs.items():
+        assert ours[k].dtype == torch.float32 and torch.equal(ours[k], v), k
+    assert torch.nn.init.normal_(torch.zeros(1000)).abs().sum() > 0  # the initialisers are back
+
+
 def test_corrupt_and_truncated_files_are_named(tmp_path, openai_style_file):
     bad = tmp_path / "garbage.pt"
     bad.write_bytes(b"not a checkpoint at all")

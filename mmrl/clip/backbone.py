@@ -13,12 +13,14 @@ the same verification.  Cache: MODEL.BACKBONE.CACHE_DIR, else $MMRL_CLIP_CACHE, 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import warnings
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
@@ -82,11 +84,34 @@ def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _build_from_openai_sd(sd: dict[str, torch.Tensor], path: Path) -> nn.Module:
-    from open_clip.model import build_model_from_openai_state_dict
+@contextlib.contextmanager
+def _weight_init_skipped():
+    """torch.nn.init's initialisers do nothing inside: a module built here and then loaded with a
+    strict state dict ends with the file's values only, without the second of random draws
+    (ViT-B/16 on a CPU core) that the load would overwrite. Buffers outside the state dict (the
+    text tower's causal mask) are computed by the constructors, not by these initialisers."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_") and callable(getattr(nn.init, n))]
+    saved = {n: getattr(nn.init, n) for n in names}
     try:
-        model = build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None).float()
-        # open_clip loads into fp16 modules; reload in fp32 so fp32 files stay exact
+        for n in names:
+            setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(nn.init, n, fn)
+
+
+def _build_from_openai_sd(sd: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    import open_clip.model
+    # open_clip builds the modules, casts them to fp16 and loads sd; the modules are kept in fp32
+    # (the load casts fp16 values up exactly) and their random initial values are never drawn.
+    keep_fp32 = (mock.patch.object(open_clip.model, "convert_weights_to_fp16", lambda model: model)
+                 if hasattr(open_clip.model, "convert_weights_to_fp16") else contextlib.nullcontext())
+    try:
+        with _weight_init_skipped(), keep_fp32:  # every parameter comes from sd (the loads are strict)
+            model = open_clip.model.build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None)
+        model = model.float()
+        # whatever dtype open_clip left, the fp32 modules hold the file's values exactly
         model.load_state_dict({k: v for k, v in sd.items()
                                if k not in ("input_resolution", "context_length", "vocab_size")})
     except Exception as e:
