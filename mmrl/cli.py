@@ -162,6 +162,12 @@ def quiet_on_broken_pipe(fn: Callable[[], int]) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _instrumented() -> bool:
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: cProfile and debuggers register here
+    tools = [monitoring.get_tool(i) for i in range(6)] if monitoring else []
+    return sys.gettrace() is not None or sys.getprofile() is not None or any(tools)
+
+
 def exit_process(code: int | None) -> NoReturn:
     """End a command-line process once its command has returned. The atexit handlers run as at a
     normal exit (logging flushes and closes its files, multiprocessing stops loader workers); the
@@ -170,8 +176,11 @@ def exit_process(code: int | None) -> NoReturn:
     code = 0 if code is None else code
     sys.stdout.flush()
     sys.stderr.flush()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        raise SystemExit(code)  # a thread still working: the interpreter waits for it as usual
+    if _instrumented() or any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                              if t is not threading.main_thread()):
+        # a profiler or debugger that reports after the script (python -m cProfile), or a thread
+        # still working: the interpreter ends as usual
+        raise SystemExit(code)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -30,6 +30,16 @@ def test_exit_keeps_output_handlers_threads_and_the_code(tmp_path):
     assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "finished"
 
 
+def test_a_profiler_still_gets_its_report(tmp_path):
+    """python -m cProfile writes its statistics after the script returns: no early exit under it."""
+    script = tmp_path / "script.py"
+    script.write_text("from mmrl.cli import exit_process\nexit_process(0)\n")
+    stats = tmp_path / "stats.prof"
+    p = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(stats), str(script)], capture_output=True,
+                       text=True, env=ENV, timeout=60)
+    assert p.returncode == 0 and stats.is_file(), p.stderr
+
+
 @pytest.mark.slow
 def test_a_run_through_each_entry_point_ends_complete_with_its_log(tmp_path_factory):
     root = write_eurosat(tmp_path_factory)
