@@ -56,7 +56,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run if selected, within its limit an
 } 2>&1 | tee -a "$log"
 
 stage tests 80 python3 -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA
-stage startup 60 python3 bench/startup.py --device cuda --repeats 2 --json
+stage startup 90 python3 bench/startup.py --device cuda --repeats 2 --json
 stage step-eurosat 50 python3 bench/step.py --device cuda --case eurosat --paths fast,graph,reference --json
 stage step-classes 45 python3 bench/step.py --device cuda --case imagenet --classes 5,19,24,50,98,199 \
     --paths fast,graph --json

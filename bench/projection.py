@@ -15,8 +15,8 @@ batches: the config each job of `mmrl sweep --protocol b2n --trainer MMRL` resol
   throughput) and its decode time (measured on realistic 400-pixel JPEGs with 16 workers),
   since loader workers decode while the GPU computes (without a measurement on large JPEGs,
   decoding is left out and the output says so);
-- start-up: interpreter, imports, data listing and model build per process (measured end to
-  end): one per training run, one per shared evaluation.
+- start-up: interpreter, imports, data listing, model build and exit per process (measured end
+  to end): one per training run, one per shared evaluation.
 """
 from __future__ import annotations
 
@@ -97,8 +97,9 @@ def main() -> None:
     e2e_steps = e2e_epochs * (16 * 5 // 4)
     e2e_step = interpolate(step_curves(res["step"], "graph" if e2e["cuda_graph"] else "fast")[4], 5)
     epoch_overhead = max(0.0, (tr["train_s"] - e2e_steps * e2e_step) / e2e_epochs)
-    start_train = tr["startup_s"] + tr["model_s"] + tr["data_s"]
-    start_eval = te["startup_s"] + te["data_s"] + args.seeds * te["model_s"]
+    # a process's exit is part of what the sweep waits for (results before e2e split it: in startup_s)
+    start_train = tr["startup_s"] + tr.get("exit_s", 0.0) + tr["model_s"] + tr["data_s"]
+    start_eval = te["startup_s"] + te.get("exit_s", 0.0) + te["data_s"] + args.seeds * te["model_s"]
     rows, total = [], 0.0
     for stem in DATASETS:
         classes, test = sizes(stem)
