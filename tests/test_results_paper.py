@@ -153,7 +153,7 @@ def test_b2n_published_rows_one_per_source_beside_a_full_average(tmp_path):
     assert avg.title == f"(a) Average over {len(catalog.B2N_DATASETS)} datasets"
     assert [r.label for r in avg.rows] == [
         "CLIP", "CLIP (published, MMRL)", "CoOp", "CoOp (published, MMRL)", "CoOp (published, KgCoOp README)",
-        "IVLP", "IVLP (published, MaPLe README)", "IVLP (published, PromptSRC README)",
+        "IVLP", "IVLP (published, PromptSRC README)", "IVLP (published, MaPLe README)",
         "MMRL", "MMRL (published, MMRL)"]
     published = {(p.method, p.paper): p.values[(AVERAGE, None)] for p in pub.rows("b2n")}
     for r in avg.rows:

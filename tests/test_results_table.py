@@ -195,3 +195,23 @@ def test_wide_tables_print_each_method_under_its_display_name_and_csv_under_its_
         assert "MMRL++" in text and "CLIP" in text
         assert "MMRLpp" not in text and "ZeroshotCLIP" not in text
     assert {r["trainer"] for r in csv.DictReader(io.StringIO(to_csv(rep)))} == {"MMRLpp", "ZeroshotCLIP"}
+
+
+# baselines.md §8: the published B2N average of the config each baseline's sweep runs
+SWEPT_B2N_PUBLISHED = [
+    ("CoOp", "vit_b16_ctxv1", (82.69, 63.22, 71.66)),                   # 200 epochs
+    ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", (80.47, 71.69, 75.83)),
+    ("KgCoOp", "vit_b16_ep100_ctxv1", (80.73, 73.6, 77.0)),
+    ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", (82.28, 75.14, 78.55)),
+    ("IVLP", "vit_b16_c2_ep20_batch4_4+4ctx", (84.21, 71.79, 77.51)),   # 4+4 ctx, depth 9, 20 epochs
+    ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", (84.26, 76.10, 79.97)),
+]
+
+
+@pytest.mark.parametrize("trainer,cfg,want", SWEPT_B2N_PUBLISHED, ids=[t for t, _, _ in SWEPT_B2N_PUBLISHED])
+def test_the_pub_column_beside_a_baseline_is_the_published_row_of_the_config_it_runs(trainer, cfg, want):
+    from mmrl.results import published as pub
+    from mmrl.sweep.plan import cfg_for
+    assert cfg_for("b2n", trainer, "eurosat") == cfg
+    table = pub.load("b2n")
+    assert tuple(pub.lookup(table, trainer, AVERAGE, None, m) for m in ("base", "novel", "hm")) == want
