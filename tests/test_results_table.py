@@ -215,3 +215,29 @@ def test_the_pub_column_beside_a_baseline_is_the_published_row_of_the_config_it_
     assert cfg_for("b2n", trainer, "eurosat") == cfg
     table = pub.load("b2n")
     assert tuple(pub.lookup(table, trainer, AVERAGE, None, m) for m in ("base", "novel", "hm")) == want
+
+
+def test_a_run_with_other_identity_flags_is_not_the_cells_result(tmp_path):
+    """An evaluation made by hand with --allow-unfinished (or --load-epoch) at a sweep job's
+    directory has the same config as the other seeds, but it is not the job's run."""
+    out = str(tmp_path / "output")
+    jobs = b2n_jobs(out)
+    odd = next(j for j in jobs if (j.dataset, j.seed, j.metric) == ("eurosat", 2, "novel"))
+    for job in jobs:
+        ident = {"eval_only": job.role == "eval", "load_epoch": None}
+        if job is odd:
+            ident["allow_unfinished"] = True
+        write_record(job.run_dir, {"status": "complete", "config_hash": "x", "identity": ident,
+                                   "metrics": {"accuracy": 10.0 if job is odd else 50.0},
+                                   "config": {"SEED": job.seed, "OPTIM": {"LR": 0.001}}})
+    with pytest.raises(IncompleteResults, match="--allow-unfinished") as err:
+        build_report(jobs)
+    assert odd.run_dir in str(err.value)
+    rep = build_report(jobs, allow_partial=True)
+    st = rep.entry("MMRL", "eurosat", None).metrics["novel"]
+    assert 2 not in st.values and st.mean == 50.0
+    write_record(odd.run_dir, {"status": "complete", "config_hash": "x", "metrics": {"accuracy": 50.0},
+                               "identity": {"eval_only": True, "load_epoch": 3},
+                               "config": {"SEED": 2, "OPTIM": {"LR": 0.001}}})
+    with pytest.raises(IncompleteResults, match="--load-epoch"):
+        build_report(jobs)

@@ -9,7 +9,8 @@ from mmrl.errors import ConfigError
 from mmrl.sweep.plan import PROTOCOLS
 
 EPILOG = """\
-Values come from each run's record.json (complete runs only), or from the last
+Values come from each run's record.json (complete runs made with the sweep's
+--eval-only / --load-epoch / --allow-unfinished flags only), or from the last
 "=> result" block of log.txt for run directories without a record (the authors' runs,
 including their CD layout under base2new/).  Missing seeds refuse the table unless
 --allow-partial, which marks those cells with a dagger.  `mmrl status` tells whether the

@@ -1,7 +1,8 @@
 """Read one accuracy per run: record.json first, else the last result block of log.txt.
 
-A run counts only when its record says complete; an unreadable record is no result (its
-cell is refused like a missing seed), never a reason to read log.txt.  Directories without
+A run counts only when its record says complete and its run identity (--eval-only,
+--load-epoch, --allow-unfinished, --no-train) is the job's; an unreadable record is no result
+(its cell is refused like a missing seed), never a reason to read log.txt.  Directories without
 a record (the authors' runs) fall back to log.txt; for cross-dataset runs the authors' layout
 (base2new/train_base and base2new/test_new with CFG vit_b16_cross_datasets) is tried when
 our cross_dataset/ directory does not exist.
@@ -11,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrl.engine.rundir import read_record
-from mmrl.errors import RecordError
+from mmrl.engine.args import parse_run_args
 from mmrl.engine.logparse import last_result
+from mmrl.engine.rundir import read_record, run_identity
+from mmrl.errors import RecordError
 from mmrl.sweep.plan import Job
 
 _AUTHORS_CD = {"train": ("base2new", "train_base"), "test": ("base2new", "test_new")}
@@ -25,6 +27,7 @@ class Reading:
     source: str        # "record" | "log" | why there is no value
     path: str
     config: dict | None = None   # the record's resolved config (None for log.txt readings)
+    identity: dict | None = None  # the record's run identity (engine.rundir.run_identity)
 
 
 def authors_cd_dir(run_dir: str) -> Path | None:
@@ -47,12 +50,23 @@ def _read_dir(run: Path) -> Reading | None:
         acc = (rec.get("metrics") or {}).get("accuracy")
         if acc is None:
             return Reading(None, "record.json has no metrics.accuracy", str(run))
-        return Reading(float(acc), "record", str(run), rec.get("config"))
+        return Reading(float(acc), "record", str(run), rec.get("config"), rec.get("identity"))
     log = run / "log.txt"
     if log.is_file():
         v = last_result(log)
         return Reading(v, "log" if v is not None else "log.txt has no '=> result' block", str(run))
     return None
+
+
+def _other_run(got: dict | None, job: Job) -> str | None:
+    """How a record's run identity differs from the job's (None: it does not, or an older record
+    without one), e.g. an evaluation of an unfinished training made by hand in the job's place."""
+    if not isinstance(got, dict):
+        return None
+    want = run_identity(parse_run_args(list(job.argv)))
+    diff = [f"--{k.replace('_', '-')} {got.get(k)!r} (the sweep's run: {want.get(k)!r})"
+            for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
+    return ", ".join(diff) or None
 
 
 def read_job(job: Job) -> Reading:
@@ -62,4 +76,9 @@ def read_job(job: Job) -> Reading:
         alt = authors_cd_dir(job.run_dir)
         if alt is not None:
             got = _read_dir(alt)
+    if got is not None and got.value is not None:
+        other = _other_run(got.identity, job)
+        if other:
+            return Reading(None, f"record.json is of another run than the sweep's: {other}; move it aside and "
+                                 f"rerun the sweep", got.path)
     return got or Reading(None, "not run", str(run))
