@@ -88,6 +88,8 @@ def test_run_key_changes_with_each_fact_and_nothing_else():
     others = [changed("INPUT.SIZE", (192, 192)), changed("INPUT.INTERPOLATION", "bilinear"),
               changed("INPUT.TRANSFORMS", ("random_flip",)), changed("INPUT.PIXEL_MEAN", (0.5, 0.5, 0.5)),
               changed("INPUT.PIXEL_STD", (0.2, 0.2, 0.2)), changed("DATALOADER.TEST.BATCH_SIZE", 7),
+              # a run that must fail on an unreadable image never gets the substitutes of a skipping run's pass
+              changed("DATASET.SKIP_CORRUPT", True),
               _trainer(cfg, items[:-1]), _trainer(cfg, [replace(items[0], label=2), *items[1:]]),
               _trainer(cfg, items, precision={"test_used": "bf16"}), _trainer(cfg, items, device=torch.device("meta")),
               _trainer(cfg, items, backbone_info=BackboneInfo("ViT-B/32", "random"))]

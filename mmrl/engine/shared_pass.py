@@ -6,7 +6,8 @@ exactly the logits of its own pass:
 
 - the test items: the images and their labels, in order (the dataset, its root, the base/new
   subsample);
-- the test transform and batching: the config keys in ``TRANSFORM_KEYS``;
+- the test transform, batching and reading: the config keys in ``TRANSFORM_KEYS`` (with
+  DATASET.SKIP_CORRUPT, which substitutes unreadable images where another run must fail);
 - the arithmetic: TEST.PREC as resolved on the device, and the device;
 - the backbone the models run on.
 
@@ -33,7 +34,7 @@ from mmrl.engine.args import parse_run_args
 from mmrl.errors import MMRLError
 
 TRANSFORM_KEYS = ("INPUT.SIZE", "INPUT.INTERPOLATION", "INPUT.TRANSFORMS", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD",
-                  "DATALOADER.TEST.BATCH_SIZE")
+                  "DATALOADER.TEST.BATCH_SIZE", "DATASET.SKIP_CORRUPT")
 RUN_NAMING = ("seed", "output_dir", "model_dir")
 
 T = TypeVar("T")
