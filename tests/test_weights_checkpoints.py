@@ -192,3 +192,31 @@ def test_checkpoint_pointer_outside_the_folder_is_refused(tmp_path):
     (tmp_path / "run" / MMRL_FOLDER / "checkpoint").write_text("../../elsewhere/model.pth.tar-9\n")
     with pytest.raises(CheckpointError, match="not a checkpoint file in"):
         rundir.find_checkpoint(tmp_path / "run")
+
+
+def _ctx(trainer, clip, classnames=("a", "b")):
+    """What build_for_eval needs to build ``trainer``'s model on ``clip`` (its B2N config, tiny-test)."""
+    from mmrl.config import resolve_config
+    from mmrl.engine.args import parse_run_args
+    from mmrl.sweep.plan import cfg_for, trainer_config_file
+    from mmrl.trainers import BuildContext
+    cfg = resolve_config(parse_run_args([
+        "--trainer", trainer, "--config-file", trainer_config_file(trainer, cfg_for("b2n", trainer, "eurosat")),
+        "MODEL.BACKBONE.NAME", "tiny-test", "TASK", "B2N"])).cfg
+    return BuildContext(cfg=cfg, classnames=list(classnames), template="a photo of a {}.",
+                        device=torch.device("cpu"), backbone=lambda name: clip)
+
+
+@pytest.mark.parametrize("trained, evaluated", [("KgCoOp", "CoOp"), ("CoOp", "KgCoOp"), ("PromptSRC", "IVLP"),
+                                                ("IVLP", "PromptSRC")])
+def test_our_checkpoint_of_another_method_sharing_the_model_folder_is_refused(tiny_clip, trained, evaluated):
+    """KgCoOp and CoOp (prompt_learner), IVLP and PromptSRC (VLPromptLearner) share a model folder
+    and their learned tensors' names: our file says which method trained it."""
+    from mmrl.trainers import EvalCheckpoint, registry
+    src = registry.get(trained)
+    model = src.build(_ctx(trained, tiny_clip), for_training=False)
+    ck = EvalCheckpoint(path=f"/runs/{trained}/model.pth.tar-5", epoch=5, arch=src.arch(model),
+                        state_dict={k: v.detach().clone() for k, v in model.state_dict().items()})
+    assert ck.arch["trainer"] == trained
+    with pytest.raises(CheckpointError, match=f"{ck.path} holds a {trained} model but --trainer is {evaluated}"):
+        registry.get(evaluated).build_for_eval(_ctx(evaluated, tiny_clip), ck)

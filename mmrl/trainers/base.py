@@ -46,6 +46,18 @@ class EvalCheckpoint:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+def check_ours_is_of(ck: EvalCheckpoint, method: str) -> bool:
+    """Whether ``ck`` is our file (its arch is stored); one that another method trained is refused
+    (methods sharing a model folder also share the names of their learned tensors)."""
+    if not ck.arch:
+        return False
+    trained = ck.arch.get("trainer")
+    if trained != method:
+        raise CheckpointError(f"{ck.path} holds a {trained} model but --trainer is {method}. Pass --trainer "
+                              f"{trained}, or the --model-dir of a {method} training.")
+    return True
+
+
 class EpochHook:
     """Per-run training state a method keeps besides its parameters (e.g. PromptSRC's prompt
     aggregation): told the end of every epoch, asked for the final parameters, and saved
