@@ -220,3 +220,15 @@ def test_our_checkpoint_of_another_method_sharing_the_model_folder_is_refused(ti
     assert ck.arch["trainer"] == trained
     with pytest.raises(CheckpointError, match=f"{ck.path} holds a {trained} model but --trainer is {evaluated}"):
         registry.get(evaluated).build_for_eval(_ctx(evaluated, tiny_clip), ck)
+
+
+def test_our_class_specific_context_for_another_class_count_is_refused_by_name(tiny_clip):
+    from mmrl.models.coop import PromptArch
+    from mmrl.trainers import EvalCheckpoint, registry
+    coop = registry.get("CoOp")
+    arch = PromptArch(trainer="CoOp", backbone="tiny-test", n_ctx=4, csc=True)
+    ck = EvalCheckpoint(path="/runs/coop/model.pth.tar-5", epoch=5, arch=arch.to_dict(),
+                        state_dict={"prompt_learner.ctx": torch.zeros(3, 4, 64)})
+    assert coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b", "c")), ck) is not None
+    with pytest.raises(CheckpointError, match=r"/runs/coop/model.pth.tar-5.*prompt_learner.ctx.*\(3, 4, 64\)"):
+        coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b")), ck)

@@ -58,6 +58,18 @@ def check_ours_is_of(ck: EvalCheckpoint, method: str) -> bool:
     return True
 
 
+def load_ours(model: nn.Module, ck: EvalCheckpoint, classes: int) -> None:
+    """Load our file's tensors into ``model`` (built from its arch for ``classes`` classes), or a
+    CheckpointError naming the tensor: a class-specific tensor only fits the class list it was trained on."""
+    want = model.state_dict()
+    for k, v in ck.state_dict.items():
+        if k in want and tuple(v.shape) != tuple(want[k].shape):
+            raise CheckpointError(f"{ck.path}: {k} has shape {tuple(v.shape)}, but the model for this run's "
+                                  f"{classes} classes needs {tuple(want[k].shape)}. A class-specific tensor scores "
+                                  f"only the classes it was trained on; evaluate it on those.")
+    model.load_state_dict(ck.state_dict, strict=True)
+
+
 class EpochHook:
     """Per-run training state a method keeps besides its parameters (e.g. PromptSRC's prompt
     aggregation): told the end of every epoch, asked for the final parameters, and saved
