@@ -232,3 +232,19 @@ def test_our_class_specific_context_for_another_class_count_is_refused_by_name(t
     assert coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b", "c")), ck) is not None
     with pytest.raises(CheckpointError, match=r"/runs/coop/model.pth.tar-5.*prompt_learner.ctx.*\(3, 4, 64\)"):
         coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b")), ck)
+
+
+def test_authors_checkpoint_of_another_backbone_is_refused(tmp_path, tiny_clip):
+    """The authors' file holds the frozen image encoder it was trained with: its shapes must be the
+    backbone's (ViT-B/32 and ViT-B/16 have the same widths, so the learned tensors alone load on either)."""
+    from mmrl.trainers import EvalCheckpoint
+    prompts = Prompts.build(["a", "b"], "a photo of a {}.")
+    src = MultiModalRepresentationLearner(ArchSpec(trainer="MMRL", backbone="tiny-test"), tiny_clip, prompts)
+    authors_file(tmp_path / "model.pth.tar-10", src, tiny_clip)
+    sd, arch, _ = ckpt.read_for_eval(tmp_path / "model.pth.tar-10")
+    ctx = _ctx("MMRL", tiny_clip)
+    assert MMRL().build_for_eval(ctx, EvalCheckpoint(str(tmp_path), dict(sd), arch, 10)) is not None
+    pos = sd["image_encoder.positional_embedding"]
+    sd["image_encoder.positional_embedding"] = torch.zeros(pos.shape[0] * 4 - 3, pos.shape[1])  # smaller patches
+    with pytest.raises(CheckpointError, match=r"image_encoder.positional_embedding.*tiny-test"):
+        MMRL().build_for_eval(ctx, EvalCheckpoint(str(tmp_path), sd, arch, 10))

@@ -37,6 +37,18 @@ def trainable_state(sd: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor]
     return out
 
 
+def check_frozen_shapes(sd: dict[str, torch.Tensor], clip, backbone: str, source: str) -> None:
+    """An authors' file also holds the frozen image encoder it was trained with; its shapes must be
+    the backbone's (the learned tensors of ViT-B/16 and ViT-B/32 have the same shapes)."""
+    visual = clip.visual.state_dict()
+    for k, v in sd.items():
+        ref = visual.get(k.removeprefix("module.").removeprefix("image_encoder."))
+        if k.removeprefix("module.").startswith("image_encoder.") and ref is not None and v.shape != ref.shape:
+            raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, but backbone {backbone} has "
+                                  f"{tuple(ref.shape)}: the checkpoint was trained on another backbone. Set "
+                                  f"MODEL.BACKBONE.NAME to the one it was trained with.")
+
+
 def authors_arch(sd: dict[str, torch.Tensor], fallback: dict) -> dict:
     """Infer the architecture of an authors' checkpoint from its tensor shapes."""
     arch = dict(fallback)
@@ -134,6 +146,8 @@ class MMRL(Method):
             log.warning("REP_DIM %d from the current config is ignored: the checkpoint was trained with %d",
                         current.rep_dim, spec.rep_dim)
         model = self._model(ctx, spec, reference_init=False)
+        if "backbone" not in ck.arch:
+            check_frozen_shapes(ck.state_dict, model.clip, spec.backbone, ck.path)
         model.load_state_dict(trainable_state(ck.state_dict, dict(model.state_dict())), strict=True)
         return model
 
