@@ -173,3 +173,20 @@ def test_stored_file_for_another_draw_or_edited_is_refused(tmp_path):
     path.write_bytes(b"\xff\xfe not text")
     with pytest.raises(DatasetError, match="cannot be read as JSON"):
         _call(tmp_path, train, val)
+
+
+def test_stored_file_of_a_split_that_changed_since_is_refused(tmp_path):
+    """Images added to the train split (or reordered): the stored subset still passes the per-image
+    checks, but it is not what the sampler draws for this seed on the current split."""
+    train, val = _ds_items(tmp_path)
+    random.seed(7)
+    stored, _ = _call(tmp_path, train, val)
+    more = str(tmp_path / "ds" / "img2")
+    grown = train + items("c0", 0, 2, root=more) + items("c1", 1, 2, root=more)
+    _files(tmp_path, grown, val)
+    for changed in (grown, list(reversed(train))):
+        random.seed(7)
+        assert generate_fewshot(changed, 4) != stored  # what a fresh draw gives
+        with pytest.raises(DatasetError, match=r"shot_4-seed_7.json is stale: the train split .* changed"):
+            _call(tmp_path, changed, val)
+    assert _call(tmp_path, train, val)[0] == stored  # the split it was drawn from: still read

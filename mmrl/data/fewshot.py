@@ -8,12 +8,14 @@ dataset is built; nothing here reseeds.
 Subsets are stored as JSON lists of paths relative to the dataset folder, one file per
 (dataset stem, K, seed): ``<fewshot_dir>/<stem>/shot_<K>-seed_<S>.json``, outside the data root
 by default (``$MMRL_CACHE/fewshot``, else ``~/.cache/mmrl/fewshot``). A file is written
-atomically once and never rewritten. If the dataset folder holds the reference cache
+atomically once and never rewritten; it records a digest of the train split it was drawn from, and
+a file drawn from another split is refused. If the dataset folder holds the reference cache
 ``split_fewshot/shot_K-seed_S.pkl`` it is used instead, so an earlier run's exact images are
 reproduced.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -81,6 +83,15 @@ def _check_counts(chosen: Sequence[Item], pool: Sequence[Item], k: int, key: str
         lab, got, want = wrong[0]
         raise refuse(f"{len(wrong)} class(es) of the {key} split have the wrong number of images for {k} shots "
                      f"(e.g. label {lab}: {got}, expected {want})")
+
+
+def pool_sha256(pool: Sequence[Item], dataset_dir: str) -> str:
+    """SHA-256 of the ordered (relative path, label) list a subset is drawn from: the draw depends on
+    its order and content, so a file drawn from another split is not this split's subset."""
+    h = hashlib.sha256()
+    for it in pool:
+        h.update(f"{relpath_in(it.impath, dataset_dir)}\t{it.label}\n".encode("utf-8"))
+    return h.hexdigest()
 
 
 def _resolve(relpaths: Any, pool: Sequence[Item], dataset_dir: str, path: Path, key: str) -> list[Item]:
@@ -151,6 +162,10 @@ def load_or_create_fewshot(*, name: str, stem: str, folder: str, dataset_dir: st
             raise _stale(path, f"it was drawn for {other}, not {want}")
         ftrain = _resolve(obj["train"], train, dataset_dir, path, "train")
         _check_counts(ftrain, train, num_shots, "train", lambda why: _stale(path, why))
+        drawn_from = obj.get("train_pool_sha256")  # absent in files written before it was recorded
+        if drawn_from is not None and drawn_from != pool_sha256(train, dataset_dir):
+            raise _stale(path, f"the train split it was drawn from has changed (images added, removed, "
+                               f"relabelled or reordered in {dataset_dir}'s split), so a draw now gives another subset")
         if sample_val and val is not None and obj.get("val") is not None:
             fval = _resolve(obj["val"], val, dataset_dir, path, "val")
             _check_counts(fval, val, min(num_shots, VAL_MAX_SHOTS), "val", lambda why: _stale(path, why))
@@ -168,6 +183,7 @@ def load_or_create_fewshot(*, name: str, stem: str, folder: str, dataset_dir: st
         fval = list(val) if val is not None else None
     record = {
         "format": FORMAT_VERSION, "dataset": name, "num_shots": num_shots, "seed": seed,
+        "train_pool_sha256": pool_sha256(train, dataset_dir),
         "train": [relpath_in(it.impath, dataset_dir) for it in ftrain],
         "val": [relpath_in(it.impath, dataset_dir) for it in fval] if (sample_val and fval is not None) else None,
     }
