@@ -183,3 +183,15 @@ def test_reference_initial_state_orders(tiny_clip):
     assert torch.equal(m["proj.weight"], m["proj.weight"].half().float())
     assert not torch.equal(m["compound_prompts_text.0"], m["compound_prompts_text.1"])
     assert m["proj.weight"].abs().max() <= 1 / 64 ** 0.5  # kaiming-uniform(a=sqrt 5) bound 1/sqrt(fan_in)
+
+
+@pytest.mark.parametrize("trainer", ["IVLP", "MaPLe"])
+def test_official_checkpoint_of_another_backbone_with_the_same_widths_is_refused(tiny_clip, trainer):
+    """ViT-B/32 and ViT-B/16 share their widths, so the learned tensors fit either; the file's frozen
+    image encoder (smaller patches: more positions) tells the backbone it was trained with."""
+    model = model_of(tiny_clip, trainer)
+    sd = official_state_dict(model)
+    pos = sd["image_encoder.positional_embedding"]
+    sd["image_encoder.positional_embedding"] = torch.zeros(pos.shape[0] * 4 - 3, pos.shape[1])
+    with pytest.raises(CheckpointError, match=r"fake.pth: frozen tensor visual.positional_embedding has shape"):
+        from_official(trainer, sd, model.spec, clip=tiny_clip, source="fake.pth")
