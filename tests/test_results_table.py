@@ -241,3 +241,28 @@ def test_a_run_with_other_identity_flags_is_not_the_cells_result(tmp_path):
                                "config": {"SEED": 2, "OPTIM": {"LR": 0.001}}})
     with pytest.raises(IncompleteResults, match="--load-epoch"):
         build_report(jobs)
+
+
+def test_an_evaluation_of_a_training_rerun_since_is_not_the_cells_result(tmp_path):
+    """Seed 2 was trained again after its novel evaluation: its Base is the new training's, its
+    Novel the old one's, so its HM would mix two trainings (`mmrl status` calls it stale)."""
+    import torch
+    from mmrl.engine import checkpoint as ckpt
+    from mmrl.engine.rundir import file_sha256
+    out = str(tmp_path / "output")
+    jobs = b2n_jobs(out)
+    evaluated = {}
+    for job in (j for j in jobs if j.role == "train"):
+        path = ckpt.save_checkpoint(job.run_dir, folder="MultiModalRepresentationLearner", epoch=2, arch={},
+                                    state_dict={"x": torch.full((1,), float(job.seed))})
+        evaluated[job.run_dir] = {"path": str(path), "sha256": file_sha256(path), "epoch": 2}
+    for job in jobs:
+        write_record(job.run_dir, {"status": "complete", "config_hash": "x", "metrics": {"accuracy": 50.0},
+                                   "checkpoint": evaluated.get(job.model_dir)})
+    assert build_report(jobs)
+    rerun = next(j for j in jobs if (j.dataset, j.seed, j.role) == ("eurosat", 2, "train"))
+    ckpt.save_checkpoint(rerun.run_dir, folder="MultiModalRepresentationLearner", epoch=2, arch={},
+                         state_dict={"x": torch.full((1,), 7.0)})
+    with pytest.raises(IncompleteResults, match="its training was rerun since") as err:
+        build_report(jobs)
+    assert "test_new/eurosat/shots_16/MMRL/vit_b16/seed2" in str(err.value)

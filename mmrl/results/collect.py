@@ -1,8 +1,9 @@
 """Read one accuracy per run: record.json first, else the last result block of log.txt.
 
-A run counts only when its record says complete and its run identity (--eval-only,
---load-epoch, --allow-unfinished, --no-train) is the job's; an unreadable record is no result
-(its cell is refused like a missing seed), never a reason to read log.txt.  Directories without
+A run counts only when its record says complete, its run identity (--eval-only, --load-epoch,
+--allow-unfinished, --no-train) is the job's and, for an evaluation, its training has not been
+rerun since (``sweep.state.eval_staleness``, what `mmrl status` calls stale); an unreadable record
+is no result (its cell is refused like a missing seed), never a reason to read log.txt.  Directories without
 a record (the authors' runs) fall back to log.txt; for cross-dataset runs the authors' layout
 (base2new/train_base and base2new/test_new with CFG vit_b16_cross_datasets) is tried when
 our cross_dataset/ directory does not exist.
@@ -17,6 +18,7 @@ from mmrl.engine.logparse import last_result
 from mmrl.engine.rundir import read_record, run_identity
 from mmrl.errors import RecordError
 from mmrl.sweep.plan import Job
+from mmrl.sweep.state import eval_staleness
 
 _AUTHORS_CD = {"train": ("base2new", "train_base"), "test": ("base2new", "test_new")}
 
@@ -27,7 +29,7 @@ class Reading:
     source: str        # "record" | "log" | why there is no value
     path: str
     config: dict | None = None   # the record's resolved config (None for log.txt readings)
-    identity: dict | None = None  # the record's run identity (engine.rundir.run_identity)
+    record: dict | None = None   # the whole record (None for log.txt readings)
 
 
 def authors_cd_dir(run_dir: str) -> Path | None:
@@ -50,7 +52,7 @@ def _read_dir(run: Path) -> Reading | None:
         acc = (rec.get("metrics") or {}).get("accuracy")
         if acc is None:
             return Reading(None, "record.json has no metrics.accuracy", str(run))
-        return Reading(float(acc), "record", str(run), rec.get("config"), rec.get("identity"))
+        return Reading(float(acc), "record", str(run), rec.get("config"), rec)
     log = run / "log.txt"
     if log.is_file():
         v = last_result(log)
@@ -76,9 +78,13 @@ def read_job(job: Job) -> Reading:
         alt = authors_cd_dir(job.run_dir)
         if alt is not None:
             got = _read_dir(alt)
-    if got is not None and got.value is not None:
-        other = _other_run(got.identity, job)
+    if got is not None and got.record is not None:
+        other = _other_run(got.record.get("identity"), job)
         if other:
             return Reading(None, f"record.json is of another run than the sweep's: {other}; move it aside and "
                                  f"rerun the sweep", got.path)
+        # an evaluation of a training rerun since: Base of one training, Novel of another
+        stale = eval_staleness(job, got.record) if got.path == str(run) else None
+        if stale:
+            return Reading(None, f"stale evaluation: {stale}; rerun the sweep", got.path)
     return got or Reading(None, "not run", str(run))
