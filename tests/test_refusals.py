@@ -387,3 +387,46 @@ def test_table_save_to_a_folder_is_named(tmp_path, capsys):
                      str(tmp_path / "dir")]) == 2
     err = capsys.readouterr().err
     assert "Is a directory" in err and str(tmp_path / "dir") in err
+
+
+def test_eval_on_other_backbone_weights_than_the_training_is_refused(data_root, tmp_path, capsys):
+    """MODEL.BACKBONE.WEIGHTS is a path: the eval's file may hold other weights than the training's
+    (the learned tensors fit any file of the architecture). The records' SHA-256s tell."""
+    from mmrl.clip.backbone import load_backbone
+    clip = load_backbone("tiny-test")[0]
+    files = {}
+    for name, shift in (("a", 0.0), ("b", 0.01)):
+        files[name] = tmp_path / f"{name}.pt"
+        torch.save({k: v + shift if v.is_floating_point() else v for k, v in clip.state_dict().items()}, files[name])
+
+    def with_weights(out, name, *named, **kw):
+        return argv(data_root, out, *named, epochs=1, opts=["MODEL.BACKBONE.NAME", "ViT-B/16",
+                                                            "MODEL.BACKBONE.WEIGHTS", str(files[name])], **kw)
+    train = tmp_path / "train"
+    assert run_main(with_weights(train, "a")) == 0
+    assert run_main(with_weights(tmp_path / "ev_a", "a", "--eval-only", "--model-dir", str(train),
+                                 subsample="new")) == 0
+    capsys.readouterr()
+    ev = tmp_path / "ev_b"
+    assert run_main(with_weights(ev, "b", "--eval-only", "--model-dir", str(train), subsample="new")) == 1
+    rec = record(ev)
+    assert rec["status"] == "failed" and rec["metrics"] is None
+    assert str(files["b"]) in rec["error"] and str(files["a"]) in rec["error"] and "MODEL.BACKBONE.WEIGHTS" in rec["error"]
+
+
+def test_resume_after_the_weights_file_changed_is_refused(data_root, tmp_path, monkeypatch):
+    from mmrl.clip import backbone
+    clip = backbone.load_backbone("tiny-test")[0]
+    weights = tmp_path / "clip.pt"
+    torch.save(clip.state_dict(), weights)
+    out = tmp_path / "run"
+    args = killed_argv(data_root, out, opts=["MODEL.BACKBONE.NAME", "ViT-B/16", "MODEL.BACKBONE.WEIGHTS", str(weights)])
+    monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+    assert run_main(args) != 0 and (out / MODEL / "resume.pth").is_file()
+    monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in clip.state_dict().items()}, weights)
+    monkeypatch.setattr(backbone, "_SHARED", {})  # a new process: the file is read again
+    assert run_main(args) == 1
+    rec = record(out)
+    assert rec["status"] == "failed" and "the run being resumed" in rec["error"] and str(weights) in rec["error"]
+    assert not (out / MODEL / "model.pth.tar-3").exists()
