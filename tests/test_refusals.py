@@ -428,5 +428,26 @@ def test_resume_after_the_weights_file_changed_is_refused(data_root, tmp_path, m
     monkeypatch.setattr(backbone, "_SHARED", {})  # a new process: the file is read again
     assert run_main(args) == 1
     rec = record(out)
-    assert rec["status"] == "failed" and "the run being resumed" in rec["error"] and str(weights) in rec["error"]
+    assert rec["status"] == "failed" and "resume.pth was trained on backbone weights" in rec["error"]
+    assert str(weights) in rec["error"]
     assert not (out / MODEL / "model.pth.tar-3").exists()
+
+
+def test_resume_refused_for_changed_weights_stays_refused_until_the_file_is_back(data_root, tmp_path, monkeypatch):
+    from mmrl.clip import backbone
+    clip = backbone.load_backbone("tiny-test")[0]
+    weights = tmp_path / "clip.pt"
+    torch.save(clip.state_dict(), weights)
+    original = weights.read_bytes()
+    out = tmp_path / "run"
+    args = killed_argv(data_root, out, opts=["MODEL.BACKBONE.NAME", "ViT-B/16", "MODEL.BACKBONE.WEIGHTS", str(weights)])
+    monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+    assert run_main(args) != 0
+    monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in clip.state_dict().items()}, weights)
+    for _ in range(2):  # the refused attempt's record must not make the changed file the run's own
+        monkeypatch.setattr(backbone, "_SHARED", {})
+        assert run_main(args) == 1 and "resume.pth was trained on backbone weights" in record(out)["error"]
+    weights.write_bytes(original)
+    monkeypatch.setattr(backbone, "_SHARED", {})
+    assert run_main(args) == 0 and record(out)["status"] == "complete"

@@ -243,22 +243,16 @@ class Run:
             self.record["checkpoint"] = t.loaded_checkpoint
 
     def _check_backbone_weights(self, info) -> None:
-        """The frozen weights are those of the training evaluated (or of the run resumed): a weights
-        file is named by its path, so another file there would run the learned tensors on other weights."""
-        if not info.sha256:
+        """An evaluation runs on the frozen weights its training ran on: a weights file is in the
+        config by its path only (a resume checks the hash its resume file keeps)."""
+        if not (info.sha256 and self.args.eval_only and self.args.model_dir):
             return
-        used_by = []
-        if self.args.eval_only and self.args.model_dir:
-            used_by.append((f"--model-dir {self.args.model_dir}", read_record(self.args.model_dir)))
-        if self.previous and self.previous.get("config_hash") == self.hash:
-            used_by.append((f"the run being resumed ({self.out})", self.previous))
-        for what, rec in used_by:
-            used = (rec or {}).get("backbone") or {}
-            if used.get("sha256") and used["sha256"] != info.sha256:
-                raise RunError(f"{what} ran on backbone weights {used.get('path')} (sha256 {used['sha256'][:12]}), "
-                               f"but this run loaded {info.path} (sha256 {info.sha256[:12]}): its learned tensors "
-                               f"would run on other frozen weights. Set MODEL.BACKBONE.WEIGHTS to a file holding "
-                               f"the weights it was trained with.")
+        used = (read_record(self.args.model_dir) or {}).get("backbone") or {}
+        if used.get("sha256") and used["sha256"] != info.sha256:
+            raise RunError(f"--model-dir {self.args.model_dir} ran on backbone weights {used.get('path')} (sha256 "
+                           f"{used['sha256'][:12]}), but this run loaded {info.path} (sha256 {info.sha256[:12]}): its "
+                           f"learned tensors would run on other frozen weights. Set MODEL.BACKBONE.WEIGHTS to a file "
+                           f"holding the weights it was trained with.")
 
     def execute(self) -> dict:
         t = self.trainer

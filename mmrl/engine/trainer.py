@@ -213,7 +213,12 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "epoch": epoch_done, "rng": rng_state(),
             "arch": self.method.arch(self.model),
             "epoch_hook": self.epoch_hook.state_dict() if self.epoch_hook else None,
+            "backbone_sha256": self._backbone_sha256(),
         }, self._resume_path())
+
+    def _backbone_sha256(self) -> str | None:
+        """The frozen weights' file hash (None: weights without a file, fixed by the config)."""
+        return self.backbone_info.sha256 if self.backbone_info is not None else None
 
     def try_resume(self) -> None:
         path = self._resume_path()
@@ -224,6 +229,13 @@ class Trainer:
         if state.get("arch") != self.method.arch(self.model):
             raise CheckpointError(f"{path} was written for another architecture {state.get('arch')}; "
                                   f"move the run directory aside or delete that file to start over.")
+        trained_on, now = state.get("backbone_sha256"), self._backbone_sha256()
+        if trained_on and now and trained_on != now:  # a weights file is in the config by its path only
+            raise CheckpointError(
+                f"{path} was trained on backbone weights with sha256 {trained_on[:12]}, but this run loaded "
+                f"{self.backbone_info.path} (sha256 {now[:12]}): resuming would continue the training on other "
+                f"frozen weights. Set MODEL.BACKBONE.WEIGHTS to a file holding the weights it was trained "
+                f"with, or move the run directory aside to start over.")
         log.info("Found checkpoint at %s (will resume training)", path.parent)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
