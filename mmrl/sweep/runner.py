@@ -174,8 +174,10 @@ def shares_test_pass(a: Job, b: Job) -> bool:
 def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) -> list[Outcome]:
     """Several evaluations in ONE engine process (`mmrl eval-many`): one shared pass over the
     test images and the layers below J.  Each run still gets its own log, record and lock.
-    Runners other than the default command run the jobs one by one."""
-    if len(jobs) < 2 or not isinstance(runner, CommandRunner) or runner.prefix != default_command():
+    Runners other than the default command, and commands that are not `... mmrl train` (train.py,
+    a stand-in: no eval-many sub-command), run the jobs one by one."""
+    if (len(jobs) < 2 or not isinstance(runner, CommandRunner) or runner.prefix != default_command()
+            or len(runner.prefix) < 2 or runner.prefix[-1] != "train" or Path(runner.prefix[-2]).name != "mmrl"):
         return [run_job(j, runner, env) for j in jobs]
     prepared, outcomes = [], {}
     for job in jobs:
