@@ -9,7 +9,7 @@ import pytest
 from mmrl.sweep.executors import run_local
 from mmrl.sweep.plan import expand
 from mmrl.sweep.runner import CommandRunner
-from mmrl.sweep.state import inspect
+from mmrl.sweep.state import inspect, job_hash
 from test_sweep_support import SCRIPT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,3 +31,50 @@ def test_a_train_command_without_eval_many_runs_a_cells_evaluations_one_by_one(o
     res = run_local(jobs, CommandRunner(cwd=str(REPO)))
     assert [o.action for o in res] == ["ran"] * 4, [(o.job.run_dir, o.detail, o.tail[-3:]) for o in res]
     assert [inspect(j).state for j in jobs] == ["complete"] * 4
+
+
+def _cell_plan(out, seeds=(1, 2)):
+    """A cell's seeds, trained (fake engine): their evaluations share one eval-many process."""
+    from test_sweep_support import FakeRunner
+    jobs = expand("b2n", trainers=["MMRL"], datasets=["eurosat"], seeds=list(seeds), root="/data", output=out)
+    assert all(o.ok for o in run_local([j for j in jobs if j.role == "train"], FakeRunner()))
+    return jobs
+
+
+def test_a_killed_eval_many_names_its_real_exit_code_and_spares_the_finished_evaluation(out, monkeypatch):
+    import json
+    import subprocess
+
+    import mmrl.sweep.runner as runner_mod
+    from mmrl.engine.rundir import write_record
+    from test_sweep_support import fake_main
+    jobs = _cell_plan(out)
+    evals = [j for j in jobs if j.role == "eval"]
+
+    def killed_midway(cmd, **kw):  # evaluates the first run, then is killed (OOM) inside the second
+        assert cmd[-2] == "eval-many"
+        first, second = json.loads(Path(cmd[-1]).read_text())
+        assert fake_main(first) == 0
+        out_dir = second[second.index("--output-dir") + 1]
+        write_record(out_dir, {"schema": 1, "status": "running", "config_hash": job_hash(evals[1]),
+                               "output_dir": out_dir})
+        return subprocess.CompletedProcess(cmd, -9)
+    monkeypatch.setattr(runner_mod.subprocess, "run", killed_midway)
+    res = [o for o in run_local(jobs, CommandRunner(cwd=str(REPO))) if o.job.role == "eval"]
+    assert [o.action for o in res] == ["ran", "failed"], [(o.detail, o.tail) for o in res]
+    assert res[1].returncode == -9 and "exit code -9" in res[1].detail, res[1].detail
+    assert inspect(evals[0]).state == "complete" and inspect(evals[1]).action == "resume"
+
+
+def test_an_eval_many_that_cannot_start_fails_its_jobs_not_the_sweep(out, monkeypatch):
+    import mmrl.sweep.runner as runner_mod
+    jobs = _cell_plan(out)
+    evals = [j for j in jobs if j.role == "eval"]
+
+    def missing(cmd, **kw):
+        raise FileNotFoundError(2, "No such file or directory", cmd[0])
+    monkeypatch.setattr(runner_mod.subprocess, "run", missing)
+    res = [o for o in run_local(jobs, CommandRunner(cwd=str(REPO))) if o.job.role == "eval"]
+    assert [o.action for o in res] == ["failed", "failed"]
+    assert all("could not start" in o.detail and "No such file" in o.detail for o in res), [o.detail for o in res]
+    assert [inspect(j).action for j in evals] == ["resume", "resume"]  # no lock left behind

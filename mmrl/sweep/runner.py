@@ -202,16 +202,21 @@ def run_jobs_together(jobs: list[Job], runner: Runner, env: dict | None = None) 
                 out.write(f"$ {shlex.join(cmd)}\n")
                 out.flush()
                 locks = handoff_env([p.lock for p in prepared])
-                subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                               cwd=runner.cwd, env={**os.environ, **(env or {}), **locks}, pass_fds=lock_fds(locks))
+                try:
+                    rc, err = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                             cwd=runner.cwd, env={**os.environ, **(env or {}), **locks},
+                                             pass_fds=lock_fds(locks)).returncode, ""
+                except OSError as e:  # as in run_job: a command that cannot start fails its jobs, not the sweep
+                    rc, err = None, f"could not start {shlex.join(cmd)}: {type(e).__name__}: {e}"
             for c in consoles[1:]:
                 c.parent.mkdir(parents=True, exist_ok=True)
                 with open(c, "a") as f:
                     f.write(f"(evaluated in a shared pass; console output in {consoles[0]})\n")
-            for p, c in zip(prepared, consoles):
-                rec = _record(p.job.run_dir) or {}
-                rc = 0 if rec.get("status") == "complete" else 1
-                outcomes[p.job.id] = _conclude(p, rc, "", consoles[0], (time.time() - t0) / len(prepared))
+            for p in prepared:
+                # the process's exit code is the worst of its runs': a complete record is this run's own success
+                done = rc is not None and (_record(p.job.run_dir) or {}).get("status") == "complete"
+                outcomes[p.job.id] = _conclude(p, 0 if done else rc, err, consoles[0],
+                                               (time.time() - t0) / len(prepared))
         finally:
             spec.unlink(missing_ok=True)
             for p in prepared:
