@@ -78,3 +78,31 @@ def test_an_eval_many_that_cannot_start_fails_its_jobs_not_the_sweep(out, monkey
     assert [o.action for o in res] == ["failed", "failed"]
     assert all("could not start" in o.detail and "No such file" in o.detail for o in res), [o.detail for o in res]
     assert [inspect(j).action for j in evals] == ["resume", "resume"]  # no lock left behind
+
+
+def test_the_summary_of_a_failed_run_names_its_log_file(out, monkeypatch, capsys):
+    from mmrl.cli import main
+    monkeypatch.setenv("FAKE_FAIL", "seed1")
+    sel = ["--protocol", "fs", "--trainer", "MMRL", "--datasets", "eurosat", "--seeds", "1", "--shots", "1",
+           "--output", out, "--root", "/data", "--command", f"{sys.executable} {SCRIPT}"]
+    assert main(["sweep", *sel]) == 1
+    text = capsys.readouterr().out
+    run = expand("fs", trainers=["MMRL"], datasets=["eurosat"], seeds=[1], shots=[1], root="/data", output=out)[0]
+    assert f"log: {Path(run.run_dir) / 'console.txt'}" in text, text
+
+
+def test_a_crashed_array_task_names_its_log_for_every_job_of_its_chain(tmp_path):
+    from types import SimpleNamespace
+
+    from mmrl.sweep import slurm
+
+    class Crashed:
+        job_id = "123_4"
+        paths = SimpleNamespace(stderr=tmp_path / "123_4_0_log.err")
+
+        def results(self):
+            raise RuntimeError("Job 123_4 (task: 0) with path ... has not produced any output (state: NODE_FAIL)")
+    chain = expand("b2n", trainers=["MMRL"], datasets=["eurosat"], seeds=[1], root="/d", output=str(tmp_path))
+    outcomes = slurm.wait([Crashed()], [chain])
+    assert [o.action for o in outcomes] == ["failed", "failed"]
+    assert all(o.log == str(Crashed.paths.stderr) and "NODE_FAIL" in o.tail[-1] for o in outcomes)

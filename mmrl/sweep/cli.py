@@ -130,6 +130,8 @@ def _summary(outcomes) -> int:
     problems = [o for o in outcomes if o.problem]
     for o in problems:
         print(f"\n{o.action.upper()}: {o.job.label}\n  dir: {o.job.run_dir}\n  why: {o.detail}")
+        if o.log:
+            print(f"  log: {o.log}")
         if o.tail:
             print("  last lines of its output:")
             for line in o.tail:

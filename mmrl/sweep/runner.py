@@ -69,6 +69,7 @@ class Outcome:
     tail: list[str] = field(default_factory=list)
     moved_to: str | None = None
     seconds: float = 0.0
+    log: str | None = None   # the file ``tail`` comes from
 
     @property
     def problem(self) -> bool:
@@ -143,9 +144,14 @@ def _conclude(prep: _Prepared, rc: int | None, error: str, console: Path, second
     else:
         ok, why = _verdict(job, rc)
     action = {"run": "ran", "resume": "resumed", "rerun": "reran"}[prep.action]
-    lines = [] if ok else (tail(console, TAIL_LINES) or tail(Path(job.run_dir) / "log.txt", TAIL_LINES))
+    lines, log_file = [], None
+    if not ok:
+        for log_file in (console, Path(job.run_dir) / "log.txt"):
+            lines = tail(log_file, TAIL_LINES)
+            if lines:
+                break
     return Outcome(job, action if ok else "failed", ok, why if not ok else (prep.detail if prep.moved else ""),
-                   rc, lines, str(prep.moved) if prep.moved else None, seconds)
+                   rc, lines, str(prep.moved) if prep.moved else None, seconds, str(log_file) if lines else None)
 
 
 def run_job(job: Job, runner: Runner, env: dict | None = None, want_hash: str | None = None) -> Outcome:

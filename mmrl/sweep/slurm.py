@@ -102,6 +102,6 @@ def wait(submitted: list, chains: list[list[Job]]) -> list[Outcome]:
             msg = str(e).strip().splitlines()
             for j in chain:
                 outcomes.append(Outcome(j, "failed", False, f"array task {job.job_id} failed",
-                                        tail=msg[-20:]))
+                                        tail=msg[-20:], log=str(job.paths.stderr)))
     return outcomes
 
