@@ -106,3 +106,31 @@ def test_a_crashed_array_task_names_its_log_for_every_job_of_its_chain(tmp_path)
     outcomes = slurm.wait([Crashed()], [chain])
     assert [o.action for o in outcomes] == ["failed", "failed"]
     assert all(o.log == str(Crashed.paths.stderr) and "NODE_FAIL" in o.tail[-1] for o in outcomes)
+
+
+def test_gpu_pool_never_shares_a_gpu_and_accounts_for_every_job_when_one_fails(out, monkeypatch):
+    import threading
+    import time
+
+    from mmrl.sweep.executors import run_gpu_pool
+    from test_sweep_support import fake_main
+    spans, lock = [], threading.Lock()
+
+    def runner(job, env, console):
+        t0 = time.monotonic()
+        time.sleep(0.05)
+        rc = fake_main(list(job.argv), env)
+        with lock:
+            spans.append((env["CUDA_VISIBLE_DEVICES"], t0, time.monotonic()))
+        return rc
+    monkeypatch.setenv("FAKE_FAIL", "train_base/dtd/shots_16/MMRL/vit_b16/seed2")
+    jobs = expand("b2n", trainers=["MMRL"], datasets=["dtd", "eurosat", "oxford_pets"], seeds=[1, 2, 3],
+                  root="/d", output=out)
+    res = run_gpu_pool(jobs, runner, ["0", "1", "2"])
+    assert [o.job.id for o in res] == [j.id for j in jobs]
+    bad = {j.id for j in jobs if "dtd/shots_16/MMRL/vit_b16/seed2" in j.id}
+    assert {o.job.id: o.action for o in res if not o.ok} == {i: a for i, a in zip(sorted(bad), ["blocked", "failed"])}
+    assert len(spans) == len(jobs) - 1  # everything but the blocked evaluation ran, once
+    for gpu in "012":
+        mine = sorted((a, b) for g, a, b in spans if g == gpu)
+        assert all(b1 <= a2 for (_, b1), (a2, _) in zip(mine, mine[1:])), f"GPU {gpu} ran two jobs at once"
