@@ -134,3 +134,12 @@ def test_gpu_pool_never_shares_a_gpu_and_accounts_for_every_job_when_one_fails(o
     for gpu in "012":
         mine = sorted((a, b) for g, a, b in spans if g == gpu)
         assert all(b1 <= a2 for (_, b1), (a2, _) in zip(mine, mine[1:])), f"GPU {gpu} ran two jobs at once"
+
+
+def test_a_run_listed_twice_is_one_job(out):
+    from mmrl.sweep.printer import command_lines
+    jobs = expand("fs", trainers=["MMRL", "MMRL"], datasets=["dtd", "dtd"], seeds=[1, 1, 2], shots=[1, 1],
+                  root="/d", output=out)
+    assert len(jobs) == len({j.id for j in jobs}) == 2
+    lines = command_lines(jobs, ("train.py",), {})
+    assert len(lines) == len(set(lines)) == 2  # the printed commands never run one directory twice

@@ -159,18 +159,20 @@ def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
     if datasets is None:
         datasets = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS,
                     "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}[protocol]
-    seeds = [int(s) for s in seeds]
+    # a value listed twice (--seeds 1 1) is one run directory: one job, else two would race for it
+    trainers, datasets = list(dict.fromkeys(trainers)), list(dict.fromkeys(datasets))
+    seeds, shots = list(dict.fromkeys(int(s) for s in seeds)), list(dict.fromkeys(int(k) for k in shots))
     b = _Builder(protocol, root, output, list(extra_opts))
     task = TASKS[protocol]
     for trainer in trainers:
         if not registry.get(trainer).trains:
-            _zero_shot(b, trainer, list(datasets), seeds[:1], task, source)
+            _zero_shot(b, trainer, datasets, seeds[:1], task, source)
         elif protocol == "b2n":
-            _b2n(b, trainer, list(datasets), seeds)
+            _b2n(b, trainer, datasets, seeds)
         elif protocol == "fs":
-            _fs(b, trainer, list(datasets), seeds, [int(k) for k in shots])
+            _fs(b, trainer, datasets, seeds, shots)
         else:
-            _cd(b, trainer, list(datasets), seeds, source)
+            _cd(b, trainer, datasets, seeds, source)
     return b.jobs
 
 
