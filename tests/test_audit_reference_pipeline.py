@@ -336,3 +336,40 @@ def test_interleaved_split_json_is_sampled_in_tracker_order(tmp_path, stem):
         got = ours(stem, root, k, seed, mode, tmp_path / f"fs{n}")
         want = ref_build(stem, str(root), k, seed, mode)
         assert got == want, (stem, seed, k, mode)
+
+
+@pytest.mark.parametrize("yaml_name", ["vit_b16", "vit_b16_imagenet", "vit_b16_few_shot", "vit_b16_cross_datasets"])
+def test_transforms_of_the_mmrl_yamls_equal_the_reference_pipelines_bitwise(yaml_name):
+    """protocol §6.2/§6.3: RandomResizedCrop(224, scale (0.5, 1), bicubic) -> flip -> ToTensor ->
+    CLIP Normalize for training; shorter side to 224 bicubic -> center crop 224 -> ToTensor ->
+    Normalize for testing. Same torch seed -> the same crops and flips -> equal tensors."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from mmrl.config import get_default_config
+    from mmrl.data.transforms import build_test_transform, build_train_transform
+
+    cfg = get_default_config()
+    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs", "trainers", "MMRL",
+                                     f"{yaml_name}.yaml"))
+    mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    bicubic = T.InterpolationMode.BICUBIC
+    ref_train = T.Compose([T.RandomResizedCrop((224, 224), scale=(0.5, 1), ratio=(3 / 4, 4 / 3),
+                                               interpolation=bicubic),
+                           T.RandomHorizontalFlip(p=0.5), T.ToTensor(), T.Normalize(mean, std)])
+    ref_test = T.Compose([T.Resize(224, interpolation=bicubic), T.CenterCrop((224, 224)), T.ToTensor(),
+                          T.Normalize(mean, std)])
+    ours_train, ours_test = build_train_transform(cfg), build_test_transform(cfg)
+    rng = np.random.default_rng(0)
+    for h, w in ((97, 301), (480, 333), (64, 64)):
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        assert torch.equal(ours_test(img), ref_test(img))
+        for seed in range(6):
+            torch.manual_seed(seed)
+            got = ours_train(img)
+            after = torch.get_rng_state()
+            torch.manual_seed(seed)
+            assert torch.equal(got, ref_train(img)), (h, w, seed)
+            assert torch.equal(after, torch.get_rng_state())   # same torch RNG draws
