@@ -373,3 +373,15 @@ def test_transforms_of_the_mmrl_yamls_equal_the_reference_pipelines_bitwise(yaml
             torch.manual_seed(seed)
             assert torch.equal(got, ref_train(img)), (h, w, seed)
             assert torch.equal(after, torch.get_rng_state())   # same torch RNG draws
+
+
+@pytest.mark.parametrize("stem", ["imagenet", "oxford_flowers", "sun397"])
+def test_a_stored_subset_serves_every_mode_like_the_reference_cache(synthetic_root, tmp_path, stem):
+    """The few-shot file drawn by one run (e.g. B2N base) is what a later run of the same (K, seed)
+    reads for another mode, consuming no Python RNG, as with the reference's shot_K-seed_S.pkl."""
+    ours(stem, synthetic_root, 16, 2, "base", tmp_path)
+    for mode in ("new", "all", "base"):
+        got = ours(stem, synthetic_root, 16, 2, mode, tmp_path)
+        want, _ = ref_build(stem, str(synthetic_root), 16, 2, mode)
+        random.seed(2)
+        assert got == (want, random.getstate()), mode
