@@ -86,7 +86,7 @@ def _parse_entries(entries: Any, key: str, path: str, prefix: str) -> list[Item]
 
 def _check_labels(path: str, *lists: Sequence[Item]) -> None:
     """One class name per label across the whole file: otherwise class names would be paired
-    with the wrong labels. (Two labels may share a name, as ImageNet's two "crane"s do.)"""
+    with the wrong labels. (Two labels may share a name, as ImageNet's two "missile"s and two "sunglasses" do.)"""
     name_of: dict[int, str] = {}
     for it in (it for lst in lists for it in lst):
         if name_of.setdefault(it.label, it.classname) != it.classname:

@@ -276,7 +276,7 @@ def ours(stem, root, k, seed, mode, fewshot_dir):
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("audit")
+    root = tmp_path_factory.mktemp("reference")
     for stem in LAYOUT:
         write_synthetic_dataset(stem, root, n_classes=ODD_CLASSES, n_per_class=40 if stem == "imagenet" else 32)
     return root
