@@ -1,0 +1,132 @@
+"""The fast model against /work/shared/spec/mmrl.md computed a third way: open_clip's own
+encode_image / encode_text, with the representation tokens inserted by hooks before the
+listed layers and removed after the last one, and every trainable formula (F^l, SRRA, P_rep,
+loss) written from the raw parameters. Shares no code with mmrl.models.reference, so a
+misreading present in both the fast path and the reference shows here."""
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner
+from mmrl.models.prompts import Prompts
+
+CLASSES = ["Sea_or_Lake", "a much longer class name", "Forest", "x y"]
+TEMPLATE = "a photo of a {}."
+LAYERS = [3, 5, 6, 12]  # a gap (4) and a gap before the last listed layer
+
+
+def spec_tokens(sd, trainer, n_layers):
+    """T_v^l, T_t^l per listed layer, from the raw parameters (spec §1, §5)."""
+    r = sd["representation_learner.compound_rep_tokens"]
+    out = {}
+    for side in ("v", "t"):
+        if trainer == "MMRL":
+            p = f"representation_learner.compound_rep_tokens_r2{side}proj"
+            out[side] = [r @ sd[f"{p}.{i}.weight"].t() + sd[f"{p}.{i}.bias"] for i in range(n_layers)]
+        else:
+            p = f"representation_learner.srra_r2{side}proj"
+            w = sd[f"{p}.weight"]
+            out[side] = [r @ (w + sd[f"{p}.srra.{i}.A"] @ sd[f"{p}.srra.{i}.B"]).t() + sd[f"{p}.srra.{i}.bias"]
+                         for i in range(n_layers)]
+    return out["v"], out["t"]
+
+
+def hooked(transformer, tokens, k, beta, trainer, captured, mask_len=None):
+    """Pre-hooks that insert (first listed layer), replace (MMRL) or compose (MMRL++) the tokens;
+    a hook on the last block that stores the K token states and drops them from the output."""
+    handles = []
+    blocks = transformer.resblocks
+    bf = getattr(transformer, "batch_first", True)
+
+    def nd(x):
+        return x if bf else x.transpose(0, 1)
+
+    for slot, layer in enumerate(LAYERS):
+        def pre(module, args, kwargs, slot=slot, layer=layer):
+            x = nd(args[0])
+            t = tokens[slot].unsqueeze(0).expand(x.shape[0], -1, -1)
+            if layer == LAYERS[0]:
+                x = torch.cat([x[:, :1], t, x[:, 1:]], dim=1)
+            else:
+                if trainer == "MMRLpp":
+                    t = beta * t + (1 - beta) * x[:, 1:1 + k]
+                x = torch.cat([x[:, :1], t, x[:, 1 + k:]], dim=1)
+            return (nd(x),), kwargs
+        handles.append(blocks[layer - 1].register_forward_pre_hook(pre, with_kwargs=True))
+    if mask_len is not None:  # text: from J on, a (77+K) causal mask
+        mask = torch.full((mask_len + k, mask_len + k), float("-inf")).triu(1)
+        for layer in range(LAYERS[0], len(blocks) + 1):
+            def swap(module, args, kwargs):
+                return args, {**kwargs, "attn_mask": mask}
+            handles.append(blocks[layer - 1].register_forward_pre_hook(swap, with_kwargs=True))
+
+    def post(module, args, out):
+        x = nd(out)
+        captured.append(x[:, 1:1 + k])
+        return nd(torch.cat([x[:, :1], x[:, 1 + k:]], dim=1))
+    handles.append(blocks[-1].register_forward_hook(post))
+    return handles
+
+
+def spec_forward(model, clip, images, labels, trainer, beta, alpha, lam):
+    k = model.spec.n_rep_tokens
+    sd = dict(model.named_parameters())
+    v_tok, t_tok = spec_tokens(sd, trainer, len(LAYERS))
+    ids = open_clip.tokenize([TEMPLATE.format(c.replace("_", " ")) for c in CLASSES])
+
+    rep_states = []
+    handles = hooked(clip.visual.transformer, v_tok, k, beta, trainer, rep_states)
+    try:
+        f_c = clip.encode_image(images)  # CLS after ln_post, times the frozen proj
+    finally:
+        for h in handles:
+            h.remove()
+    p_rep = sd["image_encoder.proj_rep"] if trainer == "MMRL" else clip.visual.proj + sd["image_encoder.A"] @ sd["image_encoder.B"]
+    f_r = clip.visual.ln_post(rep_states[0]).mean(dim=1) @ p_rep
+
+    handles = hooked(clip.transformer, t_tok, k, beta, trainer, [], mask_len=ids.shape[1])
+    try:  # the last block's hook drops positions 1..K, so open_clip's argmax pooling reads eot + K
+        w = clip.encode_text(ids)
+    finally:
+        for h in handles:
+            h.remove()
+    with torch.no_grad():
+        g = F.normalize(clip.encode_image(images), dim=-1)
+        u = F.normalize(clip.encode_text(ids), dim=-1)
+    f_c, f_r, w = (F.normalize(t, dim=-1) for t in (f_c, f_r, w))
+    lc, lr = 100 * f_c @ w.t(), 100 * f_r @ w.t()
+    loss = (alpha * F.cross_entropy(lc, labels) + (1 - alpha) * F.cross_entropy(lr, labels)
+            + lam * (1 - F.cosine_similarity(f_c, g, dim=-1).mean())
+            + lam * (1 - F.cosine_similarity(w, u, dim=-1).mean()))
+    return loss, {"class": lc, "rep": lr, "fused": alpha * lc + (1 - alpha) * lr}
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_fast_model_equals_the_spec_computed_with_open_clip_hooks(tiny_clip, trainer):
+    torch.manual_seed(1)
+    beta, alpha, lam = 0.6, 0.7, 0.5
+    model = MultiModalRepresentationLearner(
+        ArchSpec(trainer=trainer, rep_layers=LAYERS, rep_dim=24), tiny_clip,
+        Prompts.build(CLASSES, TEMPLATE), Behaviour(alpha=alpha, beta=beta, reg_weight=lam))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # off the init: B = 0 in MMRL++ would hide the low-rank terms
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    images = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    labels = torch.tensor([0, 3, 2])
+    params = list(model.parameters())
+
+    loss_f, fused_f, _ = model.forward_train(images, labels)
+    grads_f = torch.autograd.grad(loss_f, params)
+    loss_s, out_s = spec_forward(model, tiny_clip, images, labels, trainer, beta, alpha, lam)
+    grads_s = torch.autograd.grad(loss_s, params)
+
+    assert abs(loss_f.item() - loss_s.item()) < 1e-4
+    assert (fused_f - out_s["fused"]).abs().max().item() < 1e-3
+    for (name, _), gf, gs in zip(model.named_parameters(), grads_f, grads_s):
+        assert ((gf - gs).norm() / gs.norm().clamp_min(1e-12)).item() < 1e-4, name
+    model.eval()
+    out_f = model.forward_eval(images)
+    for head in ("class", "rep", "fused"):
+        assert (out_f[head] - out_s[head].detach()).abs().max().item() < 1e-3, head
