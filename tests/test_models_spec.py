@@ -130,3 +130,45 @@ def test_fast_model_equals_the_spec_computed_with_open_clip_hooks(tiny_clip, tra
     out_f = model.forward_eval(images)
     for head in ("class", "rep", "fused"):
         assert (out_f[head] - out_s[head].detach()).abs().max().item() < 1e-3, head
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_training_init_draws_the_spec_distributions(trainer):
+    """Training starts from init_order's tensors (not the model's own initialisers): spec §1 and §5."""
+    from mmrl.models.init_order import ClipDims, reference_initial_state
+    dims = ClipDims(vision_width=96, vision_layers=2, patch_size=4, grid=2, text_width=80, text_layers=2,
+                    vocab_size=10, context_length=8, embed_dim=48)
+    d, n = 512, 7
+    torch.manual_seed(0)
+    st = reference_initial_state(ArchSpec(trainer=trainer, rep_dim=d), dims)
+    r = st["representation_learner.compound_rep_tokens"]
+    assert r.shape == (5, d) and abs(r.std().item() - 0.02) < 0.002 and abs(r.mean().item()) < 0.002
+    bound = d ** -0.5  # nn.Linear(d, D*) default: weight and bias U(-1/sqrt(d), 1/sqrt(d))
+
+    def uniform(t, b):
+        return t.abs().max().item() <= b and abs(t.std().item() - b / 3 ** 0.5) < 0.1 * b / 3 ** 0.5
+
+    for side, width in (("v", dims.vision_width), ("t", dims.text_width)):
+        if trainer == "MMRL":
+            p = f"representation_learner.compound_rep_tokens_r2{side}proj"
+            w0, b0 = st[f"{p}.0.weight"], st[f"{p}.0.bias"]
+            assert w0.shape == (width, d) and uniform(w0, bound) and b0.abs().max().item() <= bound
+            assert all(torch.equal(st[f"{p}.{i}.weight"], w0) and torch.equal(st[f"{p}.{i}.bias"], b0) for i in range(n))
+        else:
+            p = f"representation_learner.srra_r2{side}proj"
+            assert st[f"{p}.weight"].shape == (width, d) and uniform(st[f"{p}.weight"], bound)
+            b0 = st[f"{p}.srra.0.bias"]
+            for i in range(n):
+                a = st[f"{p}.srra.{i}.A"]  # kaiming-uniform(a=sqrt(5)) on (D*, r): bound 1/sqrt(r)
+                assert a.shape == (width, 4) and a.abs().max().item() <= 0.5 and a.std().item() > 0.2
+                assert torch.equal(st[f"{p}.srra.{i}.B"], torch.zeros(4, d))
+                assert torch.equal(st[f"{p}.srra.{i}.bias"], b0) and b0.shape == (width,)
+            assert not torch.equal(st[f"{p}.srra.0.A"], st[f"{p}.srra.1.A"])
+    if trainer == "MMRL":
+        p_rep = st["image_encoder.proj_rep"]
+        assert p_rep.shape == (dims.vision_width, dims.embed_dim)
+        assert abs(p_rep.std().item() - dims.vision_width ** -0.5) < 0.1 * dims.vision_width ** -0.5
+    else:
+        a = st["image_encoder.A"]
+        assert a.shape == (dims.vision_width, 64) and a.abs().max().item() <= 64 ** -0.5
+        assert torch.equal(st["image_encoder.B"], torch.zeros(64, dims.embed_dim))
