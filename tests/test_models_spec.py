@@ -102,12 +102,29 @@ def spec_forward(model, clip, images, labels, trainer, beta, alpha, lam):
     return loss, {"class": lc, "rep": lr, "fused": alpha * lc + (1 - alpha) * lr}
 
 
+@pytest.fixture(scope="module")
+def uneven_clip():
+    """A tiny CLIP whose visual width, text width and joint dimension all differ (96, 64, 32),
+    so a visual/text mix-up of widths or projections cannot pass."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        clip = CLIP(32, vision_cfg=CLIPVisionCfg(layers=12, width=96, head_width=48, patch_size=32, image_size=224),
+                    text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=12),
+                    quick_gelu=True)
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    return clip.eval()
+
+
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
-def test_fast_model_equals_the_spec_computed_with_open_clip_hooks(tiny_clip, trainer):
+@pytest.mark.parametrize("backbone", ["tiny_clip", "uneven_clip"])
+def test_fast_model_equals_the_spec_computed_with_open_clip_hooks(request, backbone, trainer):
+    clip = request.getfixturevalue(backbone)
     torch.manual_seed(1)
     beta, alpha, lam = 0.6, 0.7, 0.5
     model = MultiModalRepresentationLearner(
-        ArchSpec(trainer=trainer, rep_layers=LAYERS, rep_dim=24), tiny_clip,
+        ArchSpec(trainer=trainer, rep_layers=LAYERS, rep_dim=24), clip,
         Prompts.build(CLASSES, TEMPLATE), Behaviour(alpha=alpha, beta=beta, reg_weight=lam))
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():  # off the init: B = 0 in MMRL++ would hide the low-rank terms
@@ -119,7 +136,7 @@ def test_fast_model_equals_the_spec_computed_with_open_clip_hooks(tiny_clip, tra
 
     loss_f, fused_f, _ = model.forward_train(images, labels)
     grads_f = torch.autograd.grad(loss_f, params)
-    loss_s, out_s = spec_forward(model, tiny_clip, images, labels, trainer, beta, alpha, lam)
+    loss_s, out_s = spec_forward(model, clip, images, labels, trainer, beta, alpha, lam)
     grads_s = torch.autograd.grad(loss_s, params)
 
     assert abs(loss_f.item() - loss_s.item()) < 1e-4
