@@ -337,24 +337,31 @@ def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, tra
 
 @pytest.mark.slow
 def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
-    """With W workers, worker w is seeded with base_seed + w and does batches w, w + W, ..."""
-    seed, workers = 1, 2
+    """With W workers, worker w is seeded with base_seed + w and does batches w, w + W, ...;
+    the main stream draws only each epoch's two seeds, and workers are reseeded every epoch."""
+    seed, workers, epochs = 1, 2, 2
     rec = Recorder(monkeypatch)
-    assert run_main(run_argv(data_root, tmp_path / "run", seed=seed, workers=workers,
+    assert run_main(run_argv(data_root, tmp_path / "run", seed=seed, workers=workers, epochs=epochs,
                              opts=RECORDED)) == 0
     train_x = reference_train_x(data_root, seed, 4)
     torch.manual_seed(seed)
     replay_build_model(rec.model.spec, authors_dims(rec.model.clip))
-    base_seed, batches = epoch_batches(train_x, 4)
-    worker_states = []
-    for w in range(workers):
-        torch.manual_seed(base_seed + w)
-        worker_states.append(torch.get_rng_state())
-    for b, paths in enumerate(batches):
-        torch.set_rng_state(worker_states[b % workers])
-        want = torch.stack([model_input(p, *crop_and_flip(*Image.open(p).size)) for p in paths])
-        worker_states[b % workers] = torch.get_rng_state()
-        assert torch.equal(rec.inputs[b], want), f"step {b + 1}"
+    step = 0
+    for _ in range(epochs):
+        base_seed, batches = epoch_batches(train_x, 4)
+        main_stream = torch.get_rng_state()
+        worker_states = []
+        for w in range(workers):
+            torch.manual_seed(base_seed + w)
+            worker_states.append(torch.get_rng_state())
+        for b, paths in enumerate(batches):
+            torch.set_rng_state(worker_states[b % workers])
+            want = torch.stack([model_input(p, *crop_and_flip(*Image.open(p).size)) for p in paths])
+            worker_states[b % workers] = torch.get_rng_state()
+            assert torch.equal(rec.inputs[step], want), f"step {step + 1}"
+            step += 1
+        torch.set_rng_state(main_stream)
+    assert len(rec.inputs) == step
 
 
 # -- the same seed trains the same model, whatever was cached before --------------------------
