@@ -489,8 +489,7 @@ def baseline_initial_state(trainer: str, t) -> dict[str, torch.Tensor]:
     return deep_initial_state(t.model, prec=prec)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("trainer", list(BASELINE_CONFIGS))
+@pytest.mark.parametrize("trainer", list(BASELINE_CONFIGS))  # about 0.6 s each
 def test_baseline_run_draws_only_its_build_and_the_data_stream(data_root, tmp_path, monkeypatch, trainer):
     """rng.md §2.4(e), §2.5 and §5.5 for the baselines: after seeding, the few-shot draws (Python)
     and the method's build draws (torch), nothing draws until each epoch's iterator takes its base
