@@ -337,24 +337,31 @@ def test_run_follows_the_documented_stream(data_root, tmp_path, monkeypatch, tra
 
 @pytest.mark.slow
 def test_workers_get_the_documented_seeds(data_root, tmp_path, monkeypatch):
-    """With W workers, worker w is seeded with base_seed + w and does batches w, w + W, ..."""
-    seed, workers = 1, 2
+    """With W workers, worker w is seeded with base_seed + w and does batches w, w + W, ...;
+    the main stream draws only each epoch's two seeds, and workers are reseeded every epoch."""
+    seed, workers, epochs = 1, 2, 2
     rec = Recorder(monkeypatch)
-    assert run_main(run_argv(data_root, tmp_path / "run", seed=seed, workers=workers,
+    assert run_main(run_argv(data_root, tmp_path / "run", seed=seed, workers=workers, epochs=epochs,
                              opts=RECORDED)) == 0
     train_x = reference_train_x(data_root, seed, 4)
     torch.manual_seed(seed)
     replay_build_model(rec.model.spec, authors_dims(rec.model.clip))
-    base_seed, batches = epoch_batches(train_x, 4)
-    worker_states = []
-    for w in range(workers):
-        torch.manual_seed(base_seed + w)
-        worker_states.append(torch.get_rng_state())
-    for b, paths in enumerate(batches):
-        torch.set_rng_state(worker_states[b % workers])
-        want = torch.stack([model_input(p, *crop_and_flip(*Image.open(p).size)) for p in paths])
-        worker_states[b % workers] = torch.get_rng_state()
-        assert torch.equal(rec.inputs[b], want), f"step {b + 1}"
+    step = 0
+    for _ in range(epochs):
+        base_seed, batches = epoch_batches(train_x, 4)
+        main_stream = torch.get_rng_state()
+        worker_states = []
+        for w in range(workers):
+            torch.manual_seed(base_seed + w)
+            worker_states.append(torch.get_rng_state())
+        for b, paths in enumerate(batches):
+            torch.set_rng_state(worker_states[b % workers])
+            want = torch.stack([model_input(p, *crop_and_flip(*Image.open(p).size)) for p in paths])
+            worker_states[b % workers] = torch.get_rng_state()
+            assert torch.equal(rec.inputs[step], want), f"step {step + 1}"
+            step += 1
+        torch.set_rng_state(main_stream)
+    assert len(rec.inputs) == step
 
 
 # -- the same seed trains the same model, whatever was cached before --------------------------
@@ -409,3 +416,122 @@ def test_deterministic_switch(monkeypatch, restore_cuda_flags):
     assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
     assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+# -- seeding, resume state, crop fallback ----------------------------------------------------------
+
+def test_seed_everything_seeds_each_generator_with_the_seed():
+    """rng.md §2.1: random.seed(S), np.random.seed(S), torch.manual_seed(S), CUDA seed_all(S)."""
+    from mmrl.engine.trainer import seed_everything
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    seed_everything(5)
+    assert random.random() == random.Random(5).random()
+    assert np.random.rand() == np.random.RandomState(5).rand()
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    assert torch.initial_seed() == 5
+    if torch.cuda.is_available():
+        assert torch.cuda.initial_seed() == 5
+
+
+def test_resume_state_restores_python_numpy_and_torch():
+    """A resume file's rng state puts every generator the rest of the run may use back where it was."""
+    from mmrl.engine.trainer import rng_state, set_rng_state
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    random.random(), np.random.rand(), torch.rand(1)
+    saved = rng_state()
+
+    def draws():
+        return random.random(), np.random.rand(4).tolist(), torch.rand(4).tolist(), next_int64()
+    first = draws()
+    random.seed(8), np.random.seed(8), torch.manual_seed(8)
+    set_rng_state(saved)
+    assert draws() == first
+
+
+def test_crop_fallback_draws_two_uniforms_per_attempt_and_no_randint():
+    """rng.md §2.5.4: when all 10 RandomResizedCrop attempts fail, a centre crop is taken with no
+    randint; then the flip draws one rand. A 200 x 10 image fails every attempt at scale >= 0.5."""
+    from mmrl.data.transforms import build_train_transform
+    tf = build_train_transform(mmrl_cfg())
+    img = Image.new("RGB", (200, 10), (10, 20, 30))
+    torch.manual_seed(6)
+    tf(img)
+    after = torch.get_rng_state()
+    torch.manual_seed(6)
+    for _ in range(10):
+        torch.empty(1).uniform_()   # area fraction
+        torch.empty(1).uniform_()   # log aspect ratio
+    torch.rand(1)                   # the flip
+    assert torch.equal(after, torch.get_rng_state())
+
+
+# -- baselines: nothing draws outside their build and the documented data stream -------------------
+
+BASELINE_CONFIGS = {
+    "CoOp": "CoOp/vit_b16_ep50.yaml",
+    "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml",
+    "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv1.yaml",
+    "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
+    "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+    "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+}
+
+
+def baseline_initial_state(trainer: str, t) -> dict[str, torch.Tensor]:
+    """The method's build-time draws on the current stream, for the run of Trainer ``t`` (their
+    order is the method's own, documented with each function, not rng.md's)."""
+    prec = t.method.precision(t.cfg)
+    if trainer in ("CoOp", "CoCoOp", "KgCoOp"):
+        from mmrl.models import coop as cp
+        from mmrl.models.coop_official import official_initial_state
+        return official_initial_state(cp.PromptArch.from_cfg(t.cfg), t.model.clip, len(t.data.classnames), prec)
+    from mmrl.models.deep_prompts_init import reference_initial_state as deep_initial_state
+    return deep_initial_state(t.model, prec=prec)
+
+
+@pytest.mark.parametrize("trainer", list(BASELINE_CONFIGS))  # about 0.6 s each
+def test_baseline_run_draws_only_its_build_and_the_data_stream(data_root, tmp_path, monkeypatch, trainer):
+    """rng.md §2.4(e), §2.5 and §5.5 for the baselines: after seeding, the few-shot draws (Python)
+    and the method's build draws (torch), nothing draws until each epoch's iterator takes its base
+    seed and sampler seed; with 0 workers every sample's crop and flip follow on the main stream."""
+    from mmrl.data import loaders
+    from mmrl.engine import trainer as engine_trainer
+    seed, batch, epochs = 2, 4, 2
+    seen, paths = {}, []
+    real_train, real_read = engine_trainer.Trainer.train, loaders.read_image
+
+    def train(self):
+        seen["trainer"] = self
+        seen["initial"] = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return real_train(self)
+
+    def read_image(path):
+        paths.append(path)
+        return real_read(path)
+    monkeypatch.setattr(engine_trainer.Trainer, "train", train)
+    monkeypatch.setattr(loaders, "read_image", read_image)
+    out = tmp_path / "run"
+    argv = ["--root", str(data_root), "--seed", str(seed), "--trainer", trainer,
+            "--dataset-config-file", str(REPO / "configs/datasets/eurosat.yaml"),
+            "--config-file", str(REPO / "configs/trainers" / BASELINE_CONFIGS[trainer]), "--output-dir", str(out),
+            "DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N",
+            "DATASET.FEWSHOT_DIR", str(tmp_path / "fewshot"), "OPTIM.MAX_EPOCH", str(epochs),
+            "DATALOADER.TRAIN_X.BATCH_SIZE", str(batch), "MODEL.BACKBONE.NAME", "tiny-test",
+            "DATALOADER.NUM_WORKERS", "0", *RECORDED]
+    assert run_main(argv) == 0
+
+    t = seen["trainer"]
+    train_x = reference_train_x(data_root, seed, 4)
+    torch.manual_seed(seed)
+    expected = baseline_initial_state(trainer, t)
+    assert expected, trainer
+    for name, value in expected.items():
+        assert torch.equal(seen["initial"][name], value), name
+    reads, scale = [], tuple(t.cfg.INPUT.RRCROP_SCALE)  # Dassl's (0.08, 1) in the baselines' configs
+    for _ in range(epochs):
+        _, batches = epoch_batches(train_x, batch)
+        for step in batches:
+            for p in step:
+                crop_and_flip(*Image.open(p).size, scale=scale)
+                reads.append(p)
+    assert paths == reads
