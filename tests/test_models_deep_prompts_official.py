@@ -193,5 +193,23 @@ def test_official_checkpoint_of_another_backbone_with_the_same_widths_is_refused
     sd = official_state_dict(model)
     pos = sd["image_encoder.positional_embedding"]
     sd["image_encoder.positional_embedding"] = torch.zeros(pos.shape[0] * 4 - 3, pos.shape[1])
-    with pytest.raises(CheckpointError, match=r"fake.pth: frozen tensor visual.positional_embedding has shape"):
+    with pytest.raises(CheckpointError, match=r"fake.pth: its frozen visual.positional_embedding has shape"):
+        from_official(trainer, sd, model.spec, clip=tiny_clip, source="fake.pth")
+
+
+@pytest.mark.parametrize("trainer", ["IVLP", "MaPLe", "PromptSRC"])
+def test_official_checkpoint_of_other_weights_of_the_same_backbone_is_refused_where_ours_score_it(tiny_clip, trainer):
+    """The official evaluation scores the file's frozen CLIP; IVLP and MaPLe are scored here on the
+    backbone's, so another pretraining's weights (same shapes) are refused. fp16 copies are the same
+    weights; PromptSRC is scored on the file's tensors, so its file may differ."""
+    model = model_of(tiny_clip, trainer)
+    sd = official_state_dict(model)  # Linear weights stored in fp16, as the official code saves them
+    assert from_official(trainer, sd, model.spec, clip=tiny_clip, source="fake.pth") is not None
+    key = "image_encoder.transformer.resblocks.3.attn.in_proj_weight"
+    sd[key] = (sd[key].float() + 0.05 * torch.randn_like(sd[key].float())).to(sd[key].dtype)
+    if trainer == "PromptSRC":
+        assert from_official(trainer, sd, model.spec, clip=tiny_clip, source="fake.pth").frozen_required
+        return
+    with pytest.raises(CheckpointError, match=r"fake.pth: its frozen visual.transformer.resblocks.3.attn.in_proj_weight "
+                                              r"differs from backbone tiny-test's"):
         from_official(trainer, sd, model.spec, clip=tiny_clip, source="fake.pth")

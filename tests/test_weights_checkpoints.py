@@ -248,3 +248,9 @@ def test_authors_checkpoint_of_another_backbone_is_refused(tmp_path, tiny_clip):
     sd["image_encoder.positional_embedding"] = torch.zeros(pos.shape[0] * 4 - 3, pos.shape[1])  # smaller patches
     with pytest.raises(CheckpointError, match=r"image_encoder.positional_embedding.*tiny-test"):
         MMRL().build_for_eval(ctx, EvalCheckpoint(str(tmp_path), sd, arch, 10))
+    sd["image_encoder.positional_embedding"] = pos
+    sd["image_encoder.conv1.weight"] = sd["image_encoder.conv1.weight"].half()  # an fp16 copy: the same weights
+    assert MMRL().build_for_eval(ctx, EvalCheckpoint(str(tmp_path), dict(sd), arch, 10)) is not None
+    sd["image_encoder.conv1.weight"] = sd["image_encoder.conv1.weight"].float() * 1.1  # another pretraining
+    with pytest.raises(CheckpointError, match=r"its frozen image_encoder.conv1.weight differs from backbone tiny-test"):
+        MMRL().build_for_eval(ctx, EvalCheckpoint(str(tmp_path), sd, arch, 10))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mmrl.models.frozen_match import check_frozen_match
 from mmrl.errors import CheckpointError
 from mmrl.models import towers
 from mmrl.models.deep_prompts import TRAINERS, DeepPromptArch
@@ -165,7 +166,9 @@ def from_official(trainer: str, sd: dict[str, torch.Tensor], fallback: DeepPromp
                               f"reference {trainer} checkpoint")
     if clip is not None:
         _check_widths(arch, learned, clip, source)
-        _check_frozen_shapes(frozen, clip.state_dict(), source)  # B/16 and B/32 share the widths
+        # PromptSRC is scored on the file's frozen tensors (clip_with_frozen), the others on the backbone's
+        check_frozen_match(frozen, clip.state_dict(), source=source, backbone_name=arch.backbone,
+                           values=trainer != "PromptSRC")
     return OfficialCheckpoint({k: v.float() for k, v in learned.items()}, arch, frozen,
                               frozen_required=trainer == "PromptSRC", ignored=ignored)
 
@@ -182,13 +185,6 @@ def _check_widths(arch: DeepPromptArch, learned: dict, clip: nn.Module, source: 
                                   f"set MODEL.BACKBONE.NAME to the backbone it was trained with")
 
 
-def _check_frozen_shapes(frozen: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str) -> None:
-    for k, v in frozen.items():
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{source}: frozen tensor {k} has shape {tuple(v.shape)}, the backbone's is "
-                                  f"{tuple(expected[k].shape)}; set MODEL.BACKBONE.NAME to the backbone it was trained with")
-
-
 def clip_with_frozen(clip: nn.Module, frozen: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
     """A frozen copy of ``clip`` holding the checkpoint's frozen tensors (the token embedding, which
     the reference's CustomCLIP does not hold, stays ``clip``'s)."""
@@ -198,7 +194,7 @@ def clip_with_frozen(clip: nn.Module, frozen: dict[str, torch.Tensor], source: s
     if missing or unexpected:
         raise CheckpointError(f"{source}: its frozen CLIP does not fit the backbone (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}); set MODEL.BACKBONE.NAME to the backbone it was trained with")
-    _check_frozen_shapes(frozen, expected, source)
+    check_frozen_match(frozen, expected, source=source, backbone_name="in use", values=False)
     out = copy.deepcopy(clip)
     with torch.no_grad():
         state = out.state_dict()

@@ -6,6 +6,7 @@ import logging
 import torch
 from yacs.config import CfgNode as CN
 
+from mmrl.models.frozen_match import check_frozen_match
 from mmrl.errors import CheckpointError, ConfigError
 from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, select_test_logits
@@ -37,16 +38,13 @@ def trainable_state(sd: dict[str, torch.Tensor], wanted: dict[str, torch.Tensor]
     return out
 
 
-def check_frozen_shapes(sd: dict[str, torch.Tensor], clip, backbone: str, source: str) -> None:
-    """An authors' file also holds the frozen image encoder it was trained with; its shapes must be
-    the backbone's (the learned tensors of ViT-B/16 and ViT-B/32 have the same shapes)."""
-    visual = clip.visual.state_dict()
-    for k, v in sd.items():
-        ref = visual.get(k.removeprefix("module.").removeprefix("image_encoder."))
-        if k.removeprefix("module.").startswith("image_encoder.") and ref is not None and v.shape != ref.shape:
-            raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, but backbone {backbone} has "
-                                  f"{tuple(ref.shape)}: the checkpoint was trained on another backbone. Set "
-                                  f"MODEL.BACKBONE.NAME to the one it was trained with.")
+def check_authors_frozen(sd: dict[str, torch.Tensor], clip, backbone: str, source: str) -> None:
+    """An authors' file also holds the frozen image encoder it was trained with (and that their
+    evaluation loads): it must be the backbone's, which scores the learned tensors here."""
+    frozen = {k.removeprefix("module.").removeprefix("image_encoder."): v for k, v in sd.items()
+              if k.removeprefix("module.").startswith("image_encoder.")}
+    check_frozen_match(frozen, clip.visual.state_dict(), source=source, backbone_name=backbone,
+                       prefix="image_encoder.")
 
 
 def authors_arch(sd: dict[str, torch.Tensor], fallback: dict) -> dict:
@@ -147,7 +145,7 @@ class MMRL(Method):
                         current.rep_dim, spec.rep_dim)
         model = self._model(ctx, spec, reference_init=False)
         if "backbone" not in ck.arch:
-            check_frozen_shapes(ck.state_dict, model.clip, spec.backbone, ck.path)
+            check_authors_frozen(ck.state_dict, model.clip, spec.backbone, ck.path)
         model.load_state_dict(trainable_state(ck.state_dict, dict(model.state_dict())), strict=True)
         return model
 
