@@ -311,12 +311,21 @@ def test_kgcoop_draws_a_second_clip_and_its_unused_modules(tiny_clip):
     assert torch.equal(after_kg, torch.get_rng_state())
 
 
+def tiny_start_embedding(width=64):
+    """tiny-test's start-of-text embedding (the first row of every official token_prefix)."""
+    from open_clip.tokenizer import _tokenizer
+    from mmrl.clip.archs import build_tiny_clip
+    return build_tiny_clip("tiny-test").token_embedding.weight[_tokenizer.sot_token_id] if width == 64 else torch.zeros(width)
+
+
 def fake_official(trainer, n_ctx=4, csc_classes=0, trained_classes=3, width=64, embed=32, seed=0):
-    """A prompt_learner state dict with the official key names, shapes and fp16 dtype (spec §1.6)."""
+    """A prompt_learner state dict with the official key names, shapes and fp16 dtype (spec §1.6),
+    trained on tiny-test (its token_prefix rows are tiny-test's start-of-text embedding)."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: (0.05 * torch.randn(*s, generator=g)).half()
     sd = {"ctx": r(csc_classes, n_ctx, width) if csc_classes else r(n_ctx, width),
-          "token_prefix": r(trained_classes, 1, width), "token_suffix": r(trained_classes, 76 - n_ctx, width)}
+          "token_prefix": tiny_start_embedding(width).expand(trained_classes, 1, width).half(),
+          "token_suffix": r(trained_classes, 76 - n_ctx, width)}
     if trainer == "CoCoOp":
         sd.update({"meta_net.linear1.weight": r(embed // 16, embed), "meta_net.linear1.bias": r(embed // 16) + 0.5,
                    "meta_net.linear2.weight": r(width, embed // 16), "meta_net.linear2.bias": r(width)})
@@ -441,3 +450,18 @@ def test_model_from_config_takes_kgcoops_weight_and_template(tiny_clip):
     cfg = official_config("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", ("TRAINER.COCOOP.PREC", "fp32"))
     assert isinstance(coop.model_from_cfg(cfg, PromptArch.from_cfg(cfg), tiny_clip, CLASSES, ""), CoCoOp)
     assert registry.get("CoCoOp").precision(cfg) == "fp32"
+
+
+@pytest.mark.parametrize("trainer", ["CoOp", "CoCoOp", "KgCoOp"])
+def test_official_file_of_another_clip_of_the_same_width_is_refused(tiny_clip, trainer):
+    """Its token_prefix rows are the start-of-text embedding of the CLIP it was trained on: another
+    pretraining (same widths, so ctx alone would load) is refused."""
+    from mmrl.errors import CheckpointError
+    from mmrl.models.coop_official import from_official
+    sd = fake_official(trainer)
+    current = PromptArch(trainer=trainer, n_ctx=4)
+    assert from_official(dict(sd), current, tiny_clip, len(CLASSES), source="fake.pth")[0].n_ctx == 4
+    sd["token_prefix"] = (0.05 * torch.randn(3, 1, 64)).half()
+    with pytest.raises(CheckpointError, match=r"fake.pth: its frozen token_embedding.weight\[<start_of_text>\] "
+                                              r"differs from backbone"):
+        from_official(sd, current, tiny_clip, len(CLASSES), source="fake.pth")

@@ -12,6 +12,7 @@ from mmrl.engine.run import main as run_main
 from mmrl.trainers import registry
 
 from engine_helpers import FAST, REPO, write_eurosat
+from test_models_coop import tiny_start_embedding
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def evaluate(root, trainer, model_dir, out):
 def test_an_official_coop_run_directory_evaluates_as_our_checkpoint_of_the_same_context(root, tmp_path):
     g = torch.Generator().manual_seed(0)
     ctx = 0.05 * torch.randn(4, 64, generator=g)  # tiny-test's text width; "a photo of a" has 4 words
-    official = {"ctx": ctx.half(), "token_prefix": torch.zeros(5, 1, 64).half(),
+    official = {"ctx": ctx.half(), "token_prefix": tiny_start_embedding().expand(5, 1, 64).half(),
                 "token_suffix": torch.zeros(5, 72, 64).half()}
     official_run(tmp_path / "official", "CoOp", official)
     rec, logits = evaluate(root, "CoOp", tmp_path / "official", tmp_path / "eval_official")

@@ -23,6 +23,7 @@ from mmrl.errors import CheckpointError
 from mmrl.models import towers
 from mmrl.models.coop import PromptArch, meta_net, phrase_embedding
 from mmrl.models.deep_prompts_init import clip_build_draws
+from mmrl.models.frozen_match import check_frozen_match
 from mmrl.models.init_order import ClipDims, _Discard
 
 KGCOOP_WIDTH = 512       # KgCoOp's bias vector, meta-net and adapter widths are literals in its code
@@ -89,6 +90,20 @@ def _which_method(keys: set[str]) -> str:
     return "another method"
 
 
+def _check_start_embedding(prefix: torch.Tensor, clip: nn.Module, backbone: str, source: str) -> None:
+    """The file holds nothing of its frozen CLIP but the fixed prompt embeddings: their first row is
+    that CLIP's start-of-text embedding, which tells another backbone or pretraining of the same
+    width (the official evaluation rebuilds them from the CLIP in use, as the harness does)."""
+    from open_clip.tokenizer import _tokenizer
+    width = towers.text_width(clip)
+    if prefix.dim() != 3 or prefix.shape[1:] != (1, width) or prefix.shape[0] == 0:
+        raise CheckpointError(f"{source}: token_prefix has shape {tuple(prefix.shape)}; backbone {backbone} needs "
+                              f"(classes, 1, {width}). Use the backbone it was trained with.")
+    name = "token_embedding.weight[<start_of_text>]"
+    check_frozen_match({name: prefix[0, 0]}, {name: clip.token_embedding.weight[_tokenizer.sot_token_id]},
+                       source=source, backbone_name=backbone)
+
+
 def from_official(sd: dict[str, torch.Tensor], current: PromptArch, clip: nn.Module, num_classes: int,
                   source: str = "checkpoint") -> tuple[PromptArch, dict[str, torch.Tensor]]:
     """(our arch, our state dict) from the ``state_dict`` of an official prompt-learner checkpoint.
@@ -114,6 +129,8 @@ def from_official(sd: dict[str, torch.Tensor], current: PromptArch, clip: nn.Mod
     if ctx.dim() not in (2, 3) or ctx.shape[-1] != width:
         raise CheckpointError(f"{source}: ctx has shape {tuple(ctx.shape)}; backbone {current.backbone} needs "
                               f"(n_ctx, {width}) or (classes, n_ctx, {width}). Use the backbone it was trained with.")
+    if "token_prefix" in sd:
+        _check_start_embedding(sd["token_prefix"], clip, current.backbone, source)
     csc = ctx.dim() == 3
     if csc and trainer == "CoCoOp":
         raise CheckpointError(f"{source}: CoCoOp's ctx is (n_ctx, {width}), not {tuple(ctx.shape)}")

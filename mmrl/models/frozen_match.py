@@ -25,8 +25,8 @@ def check_frozen_match(frozen: Mapping[str, torch.Tensor], backbone: Mapping[str
     """Refuse (CheckpointError) a frozen tensor of the file whose shape, or with ``values`` whose
     values, are not the backbone's; ``frozen`` and ``backbone`` use the same names (``prefix`` is
     the file's name for them, for the message). Names the backbone lacks are not compared."""
-    fix = (f"the checkpoint was trained on other CLIP weights. Set MODEL.BACKBONE.NAME (and MODEL.BACKBONE.WEIGHTS) "
-           f"to the ones it was trained with")
+    fix = ("the checkpoint was trained on other CLIP weights. Set MODEL.BACKBONE.NAME (and MODEL.BACKBONE.WEIGHTS) "
+           "to the ones it was trained with")
     for name, v in frozen.items():
         ref = backbone.get(name)
         if ref is None:
@@ -36,8 +36,8 @@ def check_frozen_match(frozen: Mapping[str, torch.Tensor], backbone: Mapping[str
                                   f"has {tuple(ref.shape)}: {fix}.")
         if not (values and v.is_floating_point() and v.numel()):
             continue
-        diff = float((v.float() - ref.float()).abs().max())
-        scale = float(ref.float().abs().max())
+        v, ref = v.detach().float(), ref.detach().float()
+        diff, scale = float((v - ref).abs().max()), float(ref.abs().max())
         if diff > SAME_WEIGHTS_RTOL * scale:
             raise CheckpointError(f"{source}: its frozen {prefix}{name} differs from backbone {backbone_name}'s by up to {diff:.3g} "
                                   f"({diff / max(scale, 1e-12):.1%} of its largest value): {fix}.")
