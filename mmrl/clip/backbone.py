@@ -87,8 +87,8 @@ def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
 @contextlib.contextmanager
 def _weight_init_skipped():
     """torch.nn.init's initialisers do nothing inside: a module built here and then loaded with a
-    strict state dict ends with the file's values only, without the second of random draws
-    (ViT-B/16 on a CPU core) that the load would overwrite. Buffers outside the state dict (the
+    strict state dict ends with the file's values only, without drawing the random values the load
+    overwrites (most of a second for ViT-B/16 on a CPU core). Buffers outside the state dict (the
     text tower's causal mask) are computed by the constructors, not by these initialisers."""
     names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_") and callable(getattr(nn.init, n))]
     saved = {n: getattr(nn.init, n) for n in names}

@@ -44,8 +44,8 @@ class Classification:
 
 def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Dassl's macro-F1: scikit-learn's ``f1_score(average="macro", labels=np.unique(y_true))``
-    with its arithmetic (per label 2·tp / (true + predicted), 0 where a label is never predicted
-    and never true, then the plain mean), without importing scikit-learn (about 1 s a process)."""
+    with its arithmetic (per label of y_true 2·tp / (true + predicted), then the plain mean),
+    without importing scikit-learn (about 1 s a process)."""
     labels = np.unique(y_true)
     if labels.size == 0:
         return 0.0
@@ -56,9 +56,7 @@ def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     true_sum = np.bincount(t, minlength=n).astype(np.float64)
     pred_sum = np.bincount(p[p >= 0], minlength=n).astype(np.float64)
     tp = np.bincount(t[t == p], minlength=n).astype(np.float64)
-    denom = true_sum + pred_sum
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros(n), where=denom > 0)
-    return float(np.mean(f1))
+    return float(np.mean(2.0 * tp / (true_sum + pred_sum)))  # true_sum >= 1 for every label
 
 
 def result_lines(total: int, correct: int, acc: float, err: float, macro_f1: float) -> list[str]:
