@@ -266,3 +266,25 @@ def test_an_evaluation_of_a_training_rerun_since_is_not_the_cells_result(tmp_pat
     with pytest.raises(IncompleteResults, match="its training was rerun since") as err:
         build_report(jobs)
     assert "test_new/eurosat/shots_16/MMRL/vit_b16/seed2" in str(err.value)
+
+
+def test_published_average_is_left_out_when_a_dataset_has_no_result(tmp_path):
+    """--allow-partial with every seed of one dataset missing: our Average covers 10 of the 11
+    datasets, so it is not compared with the published 11-dataset Average (README, Table layouts)."""
+    from mmrl.results import paper_render
+    from mmrl.results.paper import build_paper
+    out = str(tmp_path / "output")
+    jobs = expand("b2n", trainers=["MMRL"], root="", output=out, seeds=[1])
+    for job in jobs:
+        if job.dataset != "dtd":
+            put(job.run_dir, 80.0 if job.metric == "base" else 70.0)
+    rep = build_report(jobs, allow_partial=True)
+    avg = rep.entry("MMRL", AVERAGE, None)
+    assert avg.partial and avg.value("base") == pytest.approx(80.0)
+    rows = {r["dataset"]: r for r in csv.DictReader(io.StringIO(to_csv(rep, published=True)))}
+    assert rows["EuroSAT"]["published_base"] == "95.6"  # a dataset's own published numbers stay
+    assert rows["Average"]["published_base"] == "" and rows["Average"]["diff_hm"] == ""
+    md = to_markdown(build_grid(rep, published=True))
+    assert "85.68" not in md and "The published Average is left out" in md
+    paper = paper_render.to_markdown(build_paper(rep, published=True))
+    assert "85.68" not in paper and "95.60" in paper and "The published Average is left out" in paper

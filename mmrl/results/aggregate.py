@@ -68,7 +68,7 @@ class Entry:
     hm: float | None = None
     partial: bool = False
     flags: list[tuple[str, int, str]] = field(default_factory=list)   # (metric, seed, why)
-    datasets: int | None = None          # Average row: how many datasets it averages
+    datasets: int | None = None          # Average row: how many datasets it averages with every metric
     min_seeds: int | None = None         # Average row: the fewest seeds behind any of them
 
     def value(self, metric: str) -> float | None:
@@ -234,7 +234,7 @@ def _averages(report: Report) -> None:
                 # No seed values and no spread: the Average is over datasets, not seeds.
                 avg.metrics[m] = Stat({}, [], sum(means) / len(means), None) if means else None
                 avg.partial |= len(means) < len(stems) or any(e.partial for e in have)
-            avg.datasets = len(have)
+            avg.datasets = sum(all(e.value(m) is not None for m in report.metrics) for e in have)
             avg.min_seeds = min((e.n_seeds for e in have), default=0)
             if report.protocol == "b2n":
                 avg.hm = hm(avg.value("base"), avg.value("novel"))  # HM of the averages, not the mean of HMs

@@ -108,18 +108,18 @@ def _published(p: pub.Published, trainer: str, keys: list[tuple[str | None, int 
                [Cell(v, NONE if v is None else f"{v:.2f}") for v in vals])
 
 
-def _pub_name(report: Report, stem: str) -> str | None:
+def _pub_name(report: Report, stem: str, trainer: str, shots: int | None) -> str | None:
     """The published CSVs' dataset key; None for an Average over fewer datasets than the paper's."""
     if stem == AVERAGE:
-        return AVERAGE if comparable(report, stem) else None
+        return AVERAGE if comparable(report, stem, trainer, shots) else None
     return catalog.display_name(stem)
 
 
 def _block_rows(report: Report, trainers: list[str], stems: list[str], metrics: list[str],
                 shots: int | None, entries: list[pub.Published]) -> list[Row]:
     rows = []
-    keys = [(_pub_name(report, s), shots) for s in stems]
     for t in trainers:
+        keys = [(_pub_name(report, s, t, shots), shots) for s in stems]
         rows.append(_ours(t, [report.entry(t, s, shots) for s in stems], metrics))
         for p in pub.for_trainer(entries, t):
             row = _published(p, t, keys, metrics)

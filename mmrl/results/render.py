@@ -48,13 +48,21 @@ def _pub_key(stem: str) -> str:
 _FULL = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS, "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}
 
 
-def comparable(report: Report, stem: str) -> bool:
-    """A published Average compares only with an Average over the same (full) dataset list."""
-    return stem != AVERAGE or set(_FULL[report.protocol]) <= set(report.rows)
+def comparable(report: Report, stem: str, trainer: str | None = None, shots: int | None = None) -> bool:
+    """A published Average compares only with an Average over the same (full) dataset list, each
+    dataset with a value (``trainer``'s Average at ``shots``; without a trainer: every Average)."""
+    if stem != AVERAGE:
+        return True
+    if not set(_FULL[report.protocol]) <= set(report.rows):
+        return False
+    n = len([s for s in report.rows if s != AVERAGE and s not in report.excluded_from_average])
+    avgs = [report.entry(trainer, AVERAGE, shots)] if trainer else \
+        [e for (_, stem_, _), e in report.entries.items() if stem_ == AVERAGE]
+    return all(e is None or e.datasets == n for e in avgs)
 
 
 def _lookup(table, report: Report, trainer: str, stem: str, shots, metric: str):
-    if not comparable(report, stem):
+    if not comparable(report, stem, trainer, shots):
         return None
     return pub.lookup(table, trainer, _pub_key(stem), shots, metric)
 
