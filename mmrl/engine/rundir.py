@@ -7,7 +7,7 @@ run it. The engine, the sweep and the tables all read a run through this module.
           model.pth.tar-<E>          a checkpoint per saved epoch (engine.checkpoint's format)
           checkpoint                 names the latest one (Dassl's pointer file)
           resume.pth                 the state a killed run continues from
-    <run>/predictions.npz            impath, label, pred (and logits)
+    <run>/predictions.npz            impath, label, pred, head (and logits)
     <parent>/.<run name>.lock        held by whoever runs it: a train.py, or a sweep and the
                                      train.py it starts
 
