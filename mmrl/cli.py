@@ -1,4 +1,4 @@
-"""The `mmrl` command: train, eval, explain, data, weights, sweep, status, table, plot."""
+"""The `mmrl` command: train, eval, eval-many, explain, data, weights, sweep, status, table, plot."""
 from __future__ import annotations
 
 import argparse
@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_eval_many)
     x = sub.add_parser("explain", help="print every resolved config key, its value and the layer that set it")
     x.add_argument("--changed", action="store_true", help="only keys not at their default")
-    x.add_argument("--json", action="store_true")
-    x.add_argument("rest", nargs=argparse.REMAINDER, help="the same arguments as train.py")
+    x.add_argument("--json", action="store_true", help="one JSON list of {key, value, layer}")
+    x.add_argument("rest", nargs=argparse.REMAINDER, help="the same arguments as train.py (mmrl train --help)")
     x.set_defaults(func=_cmd_explain)
 
     d = sub.add_parser("data", help="datasets: show, verify, prepare")
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv[:2] in (["explain", "-h"], ["explain", "--help"]):
+        parser.parse_args(argv)  # explain's own flags; `mmrl train --help` lists train.py's
     if argv and argv[0] in ("train", "eval", "explain"):
         # train.py's own flags follow: argparse must not interpret them here
         own = [a for a in argv[1:3] if a in ("--changed", "--json")] if argv[0] == "explain" else []

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Base-to-novel generalisation (train on base classes, test on new ones) for MMRL and MMRL++,
-# 16 shots, seeds 1 2 3, then the table.  A thin wrapper over `mmrl sweep` / `mmrl table`.
+# Base-to-novel generalisation (train on base classes, test on new ones) for the TRAINERS
+# (default MMRL, MMRL++ and zero-shot CLIP), 16 shots, seeds 1 2 3, then the table.  A thin
+# wrapper over `mmrl sweep` / `mmrl table`.
 #
 #   DATA=/path/to/datasets bash scripts/base2new.sh
 #

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Cross-dataset transfer and domain generalisation for MMRL and MMRL++: train on all ImageNet
-# classes (16 shots, seeds 1 2 3), then evaluate on the 10 other datasets (cd) and on
-# ImageNet-V2/-Sketch/-A/-R (dg, sharing the same trainings); then both tables.
+# Cross-dataset transfer and domain generalisation for the TRAINERS (default MMRL, MMRL++ and
+# zero-shot CLIP): train on all ImageNet classes (16 shots, seeds 1 2 3), then evaluate on the
+# 10 other datasets (cd) and on ImageNet-V2/-Sketch/-A/-R (dg, sharing the same trainings); then
+# both tables.
 # Runs go to OUTPUT/cross_dataset/train/... and OUTPUT/cross_dataset/test/<target>/... (their
 # own tree, unlike the authors' scripts, which reuse base2new/train_base and test_new).
 # A thin wrapper over `mmrl sweep` / `mmrl table`.

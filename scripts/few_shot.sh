@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Few-shot classification (all classes) for MMRL and MMRL++, 1 2 4 8 16 shots,
-# seeds 1 2 3, then the table.  A thin wrapper over `mmrl sweep` / `mmrl table`.
+# Few-shot classification (all classes) for the TRAINERS (default MMRL, MMRL++ and zero-shot
+# CLIP), 1 2 4 8 16 shots, seeds 1 2 3, then the table.  A thin wrapper over `mmrl sweep` /
+# `mmrl table`.
 #
 #   DATA=/path/to/datasets bash scripts/few_shot.sh
 #

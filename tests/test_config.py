@@ -76,6 +76,14 @@ def test_explain_shows_override_layer(capsys):
     assert "2048" in line and "override:MMRL.yaml[B2N/EuroSAT]" in line
 
 
+def test_explain_help_shows_its_own_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["explain", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mmrl explain") and "--changed" in out and "--json" in out
+
+
 def test_train_py_flags_parse():
     a = parse_run_args(["--root", "D", "--seed", "0", "--trainer", "MMRL", "--eval-only", "--model-dir", "m",
                         "--load-epoch", "10", "DATASET.NUM_SHOTS", "16", "TASK", "B2N"])

@@ -16,17 +16,18 @@ def add_run_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--root", type=str, default=None,
                    help="path to the dataset root (DATASET.ROOT); without it the demo dataset is built-in")
     p.add_argument("--output-dir", type=str, default=None, help="run directory (OUTPUT_DIR)")
-    p.add_argument("--resume", type=str, default=None, help="checkpoint directory to resume from")
+    p.add_argument("--resume", type=str, default=None,
+                   help="Dassl flag: only the run's own --output-dir, which a run resumes from by itself")
     p.add_argument("--seed", type=int, default=None,
                    help="seed (>= 0 seeds Python, NumPy and torch; 0 is a real seed here)")
-    p.add_argument("--source-domains", type=str, nargs="+", help="unused here (Dassl flag)")
-    p.add_argument("--target-domains", type=str, nargs="+", help="unused here (Dassl flag)")
-    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    p.add_argument("--source-domains", type=str, nargs="+", help="Dassl flag, refused (no dataset here reads it)")
+    p.add_argument("--target-domains", type=str, nargs="+", help="Dassl flag, refused (no dataset here reads it)")
+    p.add_argument("--transforms", type=str, nargs="+", help="INPUT.TRANSFORMS (the training augmentations)")
     p.add_argument("--config-file", type=str, default=None, help="trainer YAML")
     p.add_argument("--dataset-config-file", type=str, default=None, help="dataset YAML")
     p.add_argument("--trainer", type=str, default=None, help="the method: " + ", ".join(registry.names()))
     p.add_argument("--backbone", type=str, default=None, help="MODEL.BACKBONE.NAME")
-    p.add_argument("--head", type=str, default=None, help="unused here (Dassl flag)")
+    p.add_argument("--head", type=str, default=None, help="Dassl flag, refused (no model here reads it)")
     p.add_argument("--eval-only", action="store_true", help="evaluate only (needs --model-dir)")
     p.add_argument("--model-dir", type=str, default=None, help="run directory to load weights from")
     p.add_argument("--load-epoch", type=int, default=None, help="epoch of the checkpoint to load")

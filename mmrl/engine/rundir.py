@@ -3,11 +3,11 @@ run it. The engine, the sweep and the tables all read a run through this module.
 
     <run>/log.txt                    the Dassl lines (engine.runlog writes, engine.logparse reads)
     <run>/record.json                the truth about the run (schema below)
-    <run>/MultiModalRepresentationLearner/
+    <run>/<model folder>/            the method's (MultiModalRepresentationLearner for MMRL, MMRL++)
           model.pth.tar-<E>          a checkpoint per saved epoch (engine.checkpoint's format)
           checkpoint                 names the latest one (Dassl's pointer file)
           resume.pth                 the state a killed run continues from
-    <run>/predictions.npz            impath, label, pred (and logits)
+    <run>/predictions.npz            impath, label, pred, head (and logits)
     <parent>/.<run name>.lock        held by whoever runs it: a train.py, or a sweep and the
                                      train.py it starts
 
@@ -23,11 +23,16 @@ record.json, schema 1:
       "config": {...nested resolved config...},
       "config_hash": "<16 hex>",              # mmrl.config.config_hash(cfg, run_identity(args))
       "identity": {"eval_only": ..., "load_epoch": ...},   # run_identity(args), hashed with the config
+                                              # (+ "allow_unfinished", "no_train" when set)
       "model_dir": "<abs>" | null,            # eval: where the weights came from
-      "checkpoint": {"path": ..., "sha256": ..., "epoch": ...} | null,   # eval: the file loaded
+      "checkpoint": {"path": ..., "sha256": ..., "epoch": ..., "notes": ...} | null,   # eval: the file loaded
       "unfinished_training": {...} | absent,  # eval with --allow-unfinished: the training's status
-      "code_version": "...", "env": {...}, "precision": {"requested": "amp", "used": "fp32"},
-      "timings": {"started": iso, "finished": iso, "train_s": float, "eval_s": float},
+      "code_version": "...", "env": {...},
+      "precision": {"requested": "amp", "used": "fp32", "test_requested": "fp32", "test_used": "fp32"},
+      "timings": {"started": iso, "process_start_s": float, "finished": iso, "wall_s": float,
+                  "data_s": float, "model_s": float, "train_s": float, "eval_s": float},
+      "backbone": {...} | absent,             # the backbone's name, source, weights path and SHA-256
+      "train_step": {...} | absent,           # a training's step mode (CUDA graph or eager)
       "params": {"trainable": int, "total": int},
       "metrics": {"accuracy": float, "error": float, "macro_f1": float, "total": int, "correct": int},
       "history": [...previous records of this dir that were superseded...]   # optional

@@ -19,8 +19,8 @@ run directories (the authors' scheme; <T> trainer, <CFG> config stem):
   b2n  <output>/base2new/train_base/<dataset>/shots_16/<T>/<CFG>/seed<S>   (train on base classes)
        <output>/base2new/test_new/<dataset>/shots_16/<T>/<CFG>/seed<S>     (eval on new classes)
   fs   <output>/few_shot/<dataset>/shots_<K>/<T>/<CFG>/seed<S>
-  cd   <output>/cross_dataset/train/imagenet/shots_16/<T>/vit_b16_cross_datasets/seed<S>  (train)
-  +dg  <output>/cross_dataset/test/<target>/shots_16/<T>/vit_b16_cross_datasets/seed<S>    (eval)
+  cd   <output>/cross_dataset/train/<source>/shots_16/<T>/<CFG>/seed<S>   (train, --source imagenet)
+  +dg  <output>/cross_dataset/test/<target>/shots_16/<T>/<CFG>/seed<S>    (eval)
 Unlike the authors' scripts, cross-dataset / domain-generalisation runs get their own
 cross_dataset/ tree instead of reusing base2new/train_base and base2new/test_new; dg
 (ImageNet -> V2, Sketch, A, R) shares the cd training.  A method that trains nothing

@@ -92,7 +92,7 @@ class EpochHook:
 class Method:
     name: str = ""               # --trainer / TRAINER.NAME
     display: str = ""            # the name in tables and plots
-    published_key: str = ""      # its rows in mmrl/results/published/*.json
+    published_key: str = ""      # its rows in mmrl/results/published/*.csv
     color: str = "tab:gray"      # its colour in plots
     model_folder: str = ""       # the model folder of a run directory (Dassl's registered model name)
     trains: bool = True          # False: evaluation only, one run per dataset (no randomness)
