@@ -10,17 +10,7 @@ from mmrl.sweep.executors import run_local
 from mmrl.sweep.plan import expand
 from mmrl.sweep.runner import CommandRunner
 from mmrl.sweep.state import inspect, job_hash
-from test_sweep_support import SCRIPT
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def out(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)
-    for var in ("FAKE_FAIL", "FAKE_CRASH", "FAKE_SLEEP", "FAKE_CALLS", "MMRL_TRAIN_COMMAND"):
-        monkeypatch.delenv(var, raising=False)
-    return str(tmp_path / "output")
+from test_sweep_support import SCRIPT, REPO, out  # noqa: F401 (fixture)
 
 
 @pytest.mark.slow

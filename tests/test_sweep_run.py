@@ -17,17 +17,7 @@ from mmrl.engine.rundir import RunLock, find_checkpoint, is_locked, lock_path
 from mmrl.sweep.plan import expand
 from mmrl.sweep.runner import CommandRunner, run_job
 from mmrl.sweep.state import inspect
-from test_sweep_support import SCRIPT, FakeRunner, fake_main
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def out(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)
-    for var in ("FAKE_FAIL", "FAKE_CRASH", "FAKE_SLEEP", "FAKE_CALLS", "MMRL_TRAIN_COMMAND"):
-        monkeypatch.delenv(var, raising=False)
-    return str(tmp_path / "output")
+from test_sweep_support import SCRIPT, FakeRunner, fake_main, REPO, out  # noqa: F401 (fixture)
 
 
 def b2n(out, **kw):

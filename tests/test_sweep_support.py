@@ -17,10 +17,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import expected_hash, write_record
 
 MODEL = "MultiModalRepresentationLearner"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def out(tmp_path, monkeypatch):
+    """A sweep's output folder, run from the repository with none of the stand-in's switches set."""
+    monkeypatch.chdir(REPO)
+    for var in ("FAKE_FAIL", "FAKE_CRASH", "FAKE_SLEEP", "FAKE_CALLS", "MMRL_TRAIN_COMMAND"):
+        monkeypatch.delenv(var, raising=False)
+    return str(tmp_path / "output")
 
 
 def _sha(path: Path) -> str:
