@@ -72,7 +72,8 @@ def _trainer_name(trainer: str, fs: bool) -> str:
 
 
 def markers(e: Entry, metric: str) -> str:
-    """PARTIAL and/or FLAG for one cell (an HM or an Average inherits them from its parts)."""
+    """PARTIAL and/or FLAG for one cell. An HM inherits both from its Base and Novel; an Average
+    inherits PARTIAL (a part missing seeds or datasets), not FLAG (flags name seeds of one dataset)."""
     st = e.metrics.get(metric)
     partial = e.partial if metric == "hm" or e.dataset == AVERAGE else (st is None or st.partial)
     flagged = any(m == metric for m, _, _ in e.flags) or (metric == "hm" and bool(e.flags))
