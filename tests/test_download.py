@@ -244,3 +244,26 @@ def test_download_gdrive_failure_says_where_to_put_the_file(tmp_path, monkeypatc
         download_gdrive("abc123", dest)
     msg = str(e.value)
     assert "https://drive.google.com/file/d/abc123/view" in msg and str(dest) in msg
+
+
+def test_download_gdrive_does_not_take_a_stale_http_part_as_finished(served, tmp_path, monkeypatch):
+    # An interrupted mirror download leaves <dest>.part; gdown (resume=True) skips any existing
+    # output file, so that truncated .part must not be the file gdown is asked to produce.
+    import gdown
+    whole = _blob(200_000)
+    (served.root / "split.json").write_bytes(whole)
+    served.cut_after["split.json"] = 50_000
+    dest = tmp_path / "split.json"
+    with pytest.raises(DownloadError):
+        download_url(f"{served.url}/split.json", dest, retries=0, progress=False)
+    assert part_path(dest).stat().st_size == 50_000
+
+    def real_gdown_skip(*, id, output, quiet, resume, **kw):
+        if resume and Path(output).is_file():
+            return output  # gdown 5+: "Skipping already downloaded file"
+        Path(output).write_bytes(whole)
+        return output
+
+    monkeypatch.setattr(gdown, "download", real_gdown_skip)
+    assert download_gdrive("abc123", dest) == dest
+    assert dest.read_bytes() == whole

@@ -203,9 +203,12 @@ def gdrive_view_url(file_id: str) -> str:
 def download_gdrive(file_id: str, dest: str | os.PathLike, *, sha256: str | None = None) -> Path:
     """Download a public Google Drive file with gdown (which handles the large-file confirmation)."""
     dest = Path(dest)
-    part = _part_for(dest, sha256)
-    if part is None:
+    http_part = _part_for(dest, sha256)
+    if http_part is None:
         return dest
+    # gdown skips an existing output file as finished, so it must not be handed a .part that an
+    # interrupted download_url left (a truncated file); gdown writes its output only when complete.
+    part = dest.with_name(dest.name + ".gdown")
     manual = (f"Open {gdrive_view_url(file_id)} in a browser, download the file and put it at {dest} "
               f"(then run again).")
     try:
@@ -223,4 +226,5 @@ def download_gdrive(file_id: str, dest: str | os.PathLike, *, sha256: str | None
                             f"may be private, over its download quota or deleted). {manual}")
     _verify_part(part, dest, sha256, gdrive_view_url(file_id))
     os.replace(part, dest)
+    http_part.unlink(missing_ok=True)  # nothing left to resume
     return dest
