@@ -182,3 +182,23 @@ def test_not_an_archive(tmp_path):
     p.write_text("<html>404</html>")
     with pytest.raises(ExtractError, match="not a zip or tar"):
         extract_archive(p, tmp_path / "out")
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_tar_cut_at_a_member_boundary_is_reported_as_incomplete(tmp_path, mode):
+    # A tar cut right after a member's data has no end-of-archive blocks; tarfile then stops
+    # quietly, so without a check a part of the archive would be extracted as if it were all.
+    whole = tmp_path / "whole.tar"
+    _tar(whole, [("imgs/a.jpg", b"A" * 1000), ("imgs/b.jpg", b"B" * 1000)], mode="w")
+    cut = whole.read_bytes()[:512 + 1024]  # header + padded data of the first member
+    bad = tmp_path / ("cut.tar.gz" if mode == "w:gz" else "cut.tar")
+    if mode == "w:gz":
+        import gzip
+        bad.write_bytes(gzip.compress(cut))
+    else:
+        bad.write_bytes(cut)
+    dest = tmp_path / "out"
+    with pytest.raises(ExtractError, match="corrupt or incomplete") as e:
+        extract_archive(bad, dest)
+    assert str(bad) in str(e.value)
+    assert not dest.exists()

@@ -102,6 +102,11 @@ def _extract_tar(archive: Path, tf: tarfile.TarFile, into: Path, subdir: str | N
             tf.extract(m, into, set_attrs=not m.isdir(), filter="data")
         else:  # pragma: no cover - Python without PEP 706
             tf.extract(m, into, set_attrs=not m.isdir())
+    # tarfile ends quietly when the data stops right after a member; a whole archive has
+    # end-of-archive blocks there (the last header read consumed them, or read nothing).
+    if tf.offset and tf.fileobj.tell() == tf.offset:
+        raise tarfile.ReadError(f"it ends after member {tf.members[-1].name!r} without the end-of-archive "
+                                f"blocks, so it was cut short")
 
 
 def _check_zip(archive: Path, zf: zipfile.ZipFile, subdir: str | None) -> list[zipfile.ZipInfo]:
