@@ -430,3 +430,19 @@ def test_a_dataset_without_prepare_steps_is_refused_by_name(tmp_path):
     with pytest.raises(DatasetError, match="Demo has nothing to download: it is generated on first use"):
         prepare_dataset("demo", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_imagenet_train_tar_cut_short_is_not_declared_prepared(tmp_path):
+    # ILSVRC2012_img_train.tar cut right after its first class tar: tarfile stops there quietly.
+    src = _synthetic("imagenet", tmp_path)
+    mirror = tmp_path / "ilsvrc"
+    _imagenet_sources(src, mirror)
+    train_tar = mirror / "ILSVRC2012_img_train.tar"
+    with tarfile.open(train_tar) as tf:
+        second = tf.getmembers()[1].offset
+    train_tar.write_bytes(train_tar.read_bytes()[:second])
+    root = tmp_path / "data"
+    with pytest.raises(MMRLError, match="ILSVRC2012_img_train.tar") as e:
+        _prepare("imagenet", root, str(mirror))
+    assert "cut short" in str(e.value) and "download it again" in str(e.value)
+    assert not (root / "imagenet/images/train").exists()

@@ -17,7 +17,7 @@ from mmrl.datasets.spec import DatasetSpec
 from mmrl.datasets.ucf101 import rename_action
 from mmrl.datatools.fetch import Fetcher
 from mmrl.errors import DatasetError, DownloadError
-from mmrl.utils.extract import extract_archive, merge_move
+from mmrl.utils.extract import ensure_tar_ended, extract_archive, merge_move
 
 if TYPE_CHECKING:
     from mmrl.datatools.prepare import PrepareResult
@@ -164,6 +164,7 @@ def _imagenet_train(ctx: StepContext, files: dict[str, Path]) -> None:
             os.replace(staging / f"{wnid}.tmp", staging / wnid)  # a class folder appears only when complete
             inner.unlink()
             n += 1
+        ensure_tar_ended(archive, outer)
     os.replace(staging, ctx.ddir / "images" / "train")
     ctx.fetcher.done_with(archive, ctx.keep_archives)
     ctx.result.actions.append(f"extracted {archive.name} -> {ctx.ddir / 'images' / 'train'} ({n} class tars)")

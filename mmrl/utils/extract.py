@@ -102,11 +102,17 @@ def _extract_tar(archive: Path, tf: tarfile.TarFile, into: Path, subdir: str | N
             tf.extract(m, into, set_attrs=not m.isdir(), filter="data")
         else:  # pragma: no cover - Python without PEP 706
             tf.extract(m, into, set_attrs=not m.isdir())
-    # tarfile ends quietly when the data stops right after a member; a whole archive has
-    # end-of-archive blocks there (the last header read consumed them, or read nothing).
+    ensure_tar_ended(archive, tf)
+
+
+def ensure_tar_ended(archive: Path, tf: tarfile.TarFile) -> None:
+    """Call after iterating ``tf`` to its end: tarfile stops quietly when the data ends right
+    after a member, where a whole archive has its end-of-archive blocks (which the last header
+    read consumed; a cut archive gave it nothing to read)."""
     if tf.offset and tf.fileobj.tell() == tf.offset:
-        raise tarfile.ReadError(f"it ends after member {tf.members[-1].name!r} without the end-of-archive "
-                                f"blocks, so it was cut short")
+        raise ExtractError(f"{archive} is corrupt or incomplete: it ends after member {tf.members[-1].name!r} "
+                           f"without the end-of-archive blocks, so it was cut short. Delete it and download it "
+                           f"again.")
 
 
 def _check_zip(archive: Path, zf: zipfile.ZipFile, subdir: str | None) -> list[zipfile.ZipInfo]:
