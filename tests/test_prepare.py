@@ -446,3 +446,18 @@ def test_imagenet_train_tar_cut_short_is_not_declared_prepared(tmp_path):
         _prepare("imagenet", root, str(mirror))
     assert "cut short" in str(e.value) and "download it again" in str(e.value)
     assert not (root / "imagenet/images/train").exists()
+
+
+def test_imagenet_train_tar_cut_inside_a_member_names_the_archive(tmp_path):
+    src = _synthetic("imagenet", tmp_path)
+    mirror = tmp_path / "ilsvrc"
+    _imagenet_sources(src, mirror)
+    train_tar = mirror / "ILSVRC2012_img_train.tar"
+    with tarfile.open(train_tar) as tf:
+        second = tf.getmembers()[1]
+    train_tar.write_bytes(train_tar.read_bytes()[:second.offset_data + second.size // 2])
+    root = tmp_path / "data"
+    with pytest.raises(MMRLError, match="ILSVRC2012_img_train.tar") as e:
+        _prepare("imagenet", root, str(mirror))
+    assert "download it again" in str(e.value)
+    assert not (root / "imagenet/images/train").exists()

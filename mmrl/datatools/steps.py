@@ -145,6 +145,19 @@ def _imagenet_train(ctx: StepContext, files: dict[str, Path]) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     for leftover in staging.glob("*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        n = _unpack_class_tars(archive, wnids, staging)
+    except (tarfile.TarError, EOFError) as e:
+        raise DatasetError(f"{archive} is corrupt or incomplete ({type(e).__name__}: {e}); the class folders "
+                           f"done so far are kept in {staging}. Delete the archive and download it again, then "
+                           f"run again.") from None
+    os.replace(staging, ctx.ddir / "images" / "train")
+    ctx.fetcher.done_with(archive, ctx.keep_archives)
+    ctx.result.actions.append(f"extracted {archive.name} -> {ctx.ddir / 'images' / 'train'} ({n} class tars)")
+
+
+def _unpack_class_tars(archive: Path, wnids: set[str], staging: Path) -> int:
+    """Each <wnid>.tar of the train archive into ``staging/<wnid>/``; returns how many were unpacked."""
     n = 0
     with tarfile.open(archive, "r:*") as outer:
         for member in outer:
@@ -165,9 +178,7 @@ def _imagenet_train(ctx: StepContext, files: dict[str, Path]) -> None:
             inner.unlink()
             n += 1
         ensure_tar_ended(archive, outer)
-    os.replace(staging, ctx.ddir / "images" / "train")
-    ctx.fetcher.done_with(archive, ctx.keep_archives)
-    ctx.result.actions.append(f"extracted {archive.name} -> {ctx.ddir / 'images' / 'train'} ({n} class tars)")
+    return n
 
 
 _WNID = re.compile(r"^n\d{8}$")
