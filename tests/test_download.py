@@ -47,6 +47,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if name in srv.content_types:
+            self.send_header("Content-Type", srv.content_types[name])
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         cut = srv.cut_after.pop(name, None)
@@ -70,6 +72,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self.requests: list[tuple[str, str | None]] = []
         self.honour_range = True
         self.cut_after: dict[str, int] = {}
+        self.content_types: dict[str, str] = {}
 
 
 class LocalServer:
@@ -267,3 +270,16 @@ def test_download_gdrive_does_not_take_a_stale_http_part_as_finished(served, tmp
     monkeypatch.setattr(gdown, "download", real_gdown_skip)
     assert download_gdrive("abc123", dest) == dest
     assert dest.read_bytes() == whole
+
+
+def test_an_html_page_in_place_of_the_file_names_the_dead_link(served, tmp_path):
+    """A moved host often answers 200 with an HTML page: that is no download of the archive."""
+    (served.root / "data.tar").write_bytes(b"<!DOCTYPE html><html><body>This page has moved</body></html>")
+    served.content_types["data.tar"] = "text/html; charset=utf-8"
+    dest = tmp_path / "dl" / "data.tar"
+    with pytest.raises(DownloadError, match=r"data.tar \(the server answered with a web page") as e:
+        download_url(f"{served.url}/data.tar", dest)
+    assert str(dest) in str(e.value) and not dest.exists() and not part_path(dest).exists()
+    (served.root / "page.html").write_bytes(b"<html></html>")  # an HTML file asked for is a file
+    served.content_types["page.html"] = "text/html"
+    assert download_url(f"{served.url}/page.html", tmp_path / "dl" / "page.html").read_bytes() == b"<html></html>"

@@ -150,6 +150,9 @@ def _fetch_into(url: str, part: Path, dest: Path, *, progress: bool, timeout: fl
         raise _unreachable(url, dest, f"{type(e).__name__}: {e}") from None
 
     with resp:
+        if _web_page_for(resp, dest):
+            raise _unreachable(url, dest, "the server answered with a web page, not the file: the link is dead "
+                                          "or has moved")
         status = getattr(resp, "status", 200) or 200
         if offset and status != 206:
             offset = 0  # the server ignored the Range header: restart from byte 0
@@ -178,6 +181,12 @@ def _fetch_into(url: str, part: Path, dest: Path, *, progress: bool, timeout: fl
             bar.close()
     if expected is not None and got < expected:
         raise _Interrupted(f"got {got} of {expected} bytes")
+
+
+def _web_page_for(resp, dest: Path) -> bool:
+    """An HTML answer for a file that is not a web page: what a moved or dead host serves."""
+    kind = (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    return kind in ("text/html", "application/xhtml+xml") and dest.suffix.lower() not in (".html", ".htm")
 
 
 class _NoBar:
