@@ -110,7 +110,7 @@ def dassl_cfg(trainer, root, out, subsample, opts=()):
     from dassl.config import get_cfg_default
     import mmrl.integrations.dassl as mmrl_dassl
     cfg = get_cfg_default()
-    mmrl_dassl.extend_cfg(cfg)
+    mmrl_dassl.extend_cfg(cfg, trainer)  # the trainer's own blocks (KgCoOp's TRAINER.COOP is not CoOp's)
     cfg.merge_from_file(str(REPO / "configs/datasets/eurosat.yaml"))
     cfg.merge_from_file(trainer_yaml(trainer))
     cfg.DATASET.ROOT, cfg.OUTPUT_DIR, cfg.SEED, cfg.TRAINER.NAME = str(root), str(out), 1, trainer
@@ -239,7 +239,7 @@ def test_train_in_dassl_then_logits_equal_the_harness(trainer, data_root, tmp_pa
 
 @pytest.mark.slow
 @needs_dassl
-@pytest.mark.parametrize("trainer", ["CoOp", "PromptSRC"])
+@pytest.mark.parametrize("trainer", ["CoOp", "PromptSRC", "CoCoOp", "KgCoOp", "IVLP", "MaPLe"])
 def test_baselines_train_in_dassl_and_their_logits_equal_the_harness(trainer, data_root, tmp_path, dassl_logger):
     """A text-prompt and a deep-prompt baseline (PromptSRC's aggregation runs in Dassl's epochs)."""
     from dassl.engine import build_trainer
@@ -320,3 +320,36 @@ def test_a_config_without_our_keys_is_refused_with_the_fix(data_root, tmp_path):
     cfg.DATASET.ROOT, cfg.OUTPUT_DIR = str(data_root), str(tmp_path)
     with pytest.raises(ConfigError, match=r"lacks \d+ of our keys \(DATASET\..*extend_cfg\(cfg\)"):
         build_trainer(cfg)
+
+
+@needs_dassl
+def test_kgcoop_without_its_block_is_refused_with_the_fix(data_root, tmp_path):
+    """CoOp and KgCoOp both read TRAINER.COOP, with other keys (W) and types (CTX_INIT)."""
+    from dassl.config import get_cfg_default
+    from dassl.engine import build_trainer
+    import mmrl.integrations.dassl as mmrl_dassl
+    from mmrl.errors import ConfigError
+    _register_coop_style_eurosat()
+    cfg = get_cfg_default()
+    mmrl_dassl.extend_cfg(cfg)
+    cfg.merge_from_file(str(REPO / "configs/datasets/eurosat.yaml"))
+    cfg.merge_from_list(["DATASET.ROOT", str(data_root), "OUTPUT_DIR", str(tmp_path), "TRAINER.NAME", "KgCoOp",
+                         "TASK", "B2N", "OPTIM.NAME", "sgd", "OPTIM.LR_SCHEDULER", "cosine", *FAST])
+    with pytest.raises(ConfigError, match=r"TRAINER\.COOP\.W.*extend_cfg\(cfg, 'KgCoOp'\)"):
+        build_trainer(cfg)
+
+
+@needs_dassl
+def test_extend_cfg_takes_a_renamed_trainers_blocks(monkeypatch):
+    from dassl.config import get_cfg_default
+    from dassl.engine import TRAINER_REGISTRY
+    import mmrl.integrations.dassl as mmrl_dassl
+    monkeypatch.setitem(TRAINER_REGISTRY._obj_map, "KgCoOp_mmrl", None)  # so that monkeypatch removes the name afterwards
+    del TRAINER_REGISTRY._obj_map["KgCoOp_mmrl"]
+    mmrl_dassl.register("KgCoOp", as_name="KgCoOp_mmrl")
+    cfg = get_cfg_default()
+    mmrl_dassl.extend_cfg(cfg, "KgCoOp_mmrl")
+    assert cfg.TRAINER.COOP.W == 1.0 and cfg.TRAINER.COOP.CTX_INIT is False
+    cfg = get_cfg_default()
+    mmrl_dassl.extend_cfg(cfg, "SomeoneElsesTrainer")  # not ours: the common blocks
+    assert "W" not in cfg.TRAINER.COOP and cfg.TRAINER.COOP.CTX_INIT == ""

@@ -56,11 +56,21 @@ except ImportError as _err:
     raise ImportError(_install_message(_err)) from _err
 
 
-def extend_cfg(cfg) -> None:
+def extend_cfg(cfg, trainer: str = "") -> None:
     """Add our config keys with our defaults to a Dassl config: the methods' TRAINER blocks,
     TASK, DATASET.SUBSAMPLE_CLASSES and our MODEL / TEST / DATASET extras.
-    Keys the config already has keep their value (the repository's own defaults win)."""
-    _add_missing(cfg, get_default_config())
+    Keys the config already has keep their value (the repository's own defaults win).
+    ``trainer`` (the --trainer name): a block several methods read gets that method's keys and
+    types (KgCoOp's TRAINER.COOP has W and a flag CTX_INIT, CoOp's a phrase)."""
+    _add_missing(cfg, get_default_config(_our_method(trainer)))
+
+
+def _our_method(name: str) -> str:
+    """The method registered in Dassl as ``name`` by us, else ""."""
+    if name not in TRAINER_REGISTRY.registered_names():
+        return ""
+    cls = TRAINER_REGISTRY.get(name)
+    return cls.METHOD if issubclass(cls, _HarnessTrainer) else ""
 
 
 def _add_missing(node, ours) -> None:
@@ -115,14 +125,16 @@ class _HarnessTrainer(TrainerX):
         return registry.get(self.METHOD)
 
     def check_cfg(self, cfg) -> None:
-        ours = flatten(get_default_config())
+        ours = flatten(get_default_config(self.METHOD))
         theirs = flatten(cfg)
         block = f"TRAINER.{self.method.block_key}."
         missing = [k for k in ours if k not in theirs and (not k.startswith("TRAINER.") or k.startswith(block))]
         if missing:
+            own = flatten(get_default_config()).keys() != ours.keys()  # a block of its own (KgCoOp's COOP)
+            call = f"extend_cfg(cfg, {self.METHOD!r})" if own else "extend_cfg(cfg)"
             raise ConfigError(f"the Dassl config lacks {len(missing)} of our keys ({', '.join(missing[:4])}"
                               f"{', ...' if len(missing) > 4 else ''}): "
-                              f"call mmrl.integrations.dassl.extend_cfg(cfg) in your train.py's extend_cfg "
+                              f"call mmrl.integrations.dassl.{call} in your train.py's extend_cfg "
                               f"(before the config files are merged).")
         if not cfg.TASK:
             raise ConfigError("TASK is not set: add `TASK B2N`, `TASK FS` or `TASK CD` after the named options "
