@@ -43,6 +43,21 @@ def test_a_package_dassl_imports_is_named(monkeypatch, tmp_path):
         import mmrl.integrations.dassl  # noqa: F401
 
 
+def test_a_dassl_without_our_names_is_called_another_version(monkeypatch, tmp_path):
+    fake = tmp_path / "dassl"
+    (fake / "engine").mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (fake / "engine" / "__init__.py").write_text("TRAINER_REGISTRY = None\n")
+    for name in [m for m in sys.modules if m == "dassl" or m.startswith("dassl.")] + ["mmrl.integrations.dassl"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError) as err:
+        import mmrl.integrations.dassl  # noqa: F401
+    msg = str(err.value)
+    assert "0.1.0" in msg and str(fake) in msg and "'TrainerX'" in msg and "0.6.3" in msg
+    assert "github.com/KaiyangZhou/Dassl.pytorch" in msg and "pip install -e ." in msg
+
+
 _logging_disabled = logging.root.manager.disable
 try:
     import dassl.engine  # noqa: F401

@@ -46,6 +46,10 @@ def _install_message(err: ImportError) -> str:
     if missing and missing != "dassl":
         return (f"Dassl is there but it imports {missing!r}, which is not installed: "
                 f"`pip install 'mmrl[dassl]'` installs what Dassl imports ({err}).")
+    found = sys.modules.get("dassl")
+    if found is not None and "cannot import name" in str(err):  # a Dassl, but not the one we were built on
+        return (f"the Dassl at {getattr(found, '__file__', '?')} (version {getattr(found, '__version__', '?')}) "
+                f"is not the one mmrl.integrations.dassl works with (Dassl.pytorch 0.6.3): {err}. {_INSTALL}")
     return f"{_INSTALL} ({err})"
 
 
