@@ -368,3 +368,38 @@ def test_extend_cfg_takes_a_renamed_trainers_blocks(monkeypatch):
     cfg = get_cfg_default()
     mmrl_dassl.extend_cfg(cfg, "SomeoneElsesTrainer")  # not ours: the common blocks
     assert "W" not in cfg.TRAINER.COOP and cfg.TRAINER.COOP.CTX_INIT == ""
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_an_official_run_directory_loaded_through_dassl_equals_the_harness(data_root, tmp_path):
+    """The authors' Dassl checkpoint (pickled scheduler) through Dassl's load_model, as their test scripts run it."""
+    import torch
+    from dassl.engine import build_trainer
+    from test_models_coop import tiny_start_embedding
+    from test_official_run_dirs import official_run
+    _register_coop_style_eurosat()
+    g = torch.Generator().manual_seed(0)
+    official = {"ctx": (0.05 * torch.randn(4, 64, generator=g)).half(),
+                "token_prefix": tiny_start_embedding().expand(5, 1, 64).half(),
+                "token_suffix": torch.zeros(5, 72, 64).half()}
+    official_run(tmp_path / "official", "CoOp", official)
+    trainer = build_trainer(dassl_cfg("CoOp", data_root, tmp_path / "ev_dassl", "new"))
+    trainer.load_model(str(tmp_path / "official"), epoch=5)
+    logits, _ = dassl_test_logits(trainer)
+    ours = harness_eval("CoOp", data_root, tmp_path / "official", tmp_path / "ev_ours", "new")
+    np.testing.assert_allclose(logits, ours["logits"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_nothing_but_the_integration_imports_dassl():
+    import subprocess
+    code = ("import importlib, pkgutil, sys, mmrl\n"
+            "for m in pkgutil.walk_packages(mmrl.__path__, 'mmrl.'):\n"
+            "    if not m.name.startswith('mmrl.integrations.dassl') and not m.name.endswith('__main__'):\n"
+            "        importlib.import_module(m.name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dassl'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
