@@ -403,3 +403,21 @@ def test_nothing_but_the_integration_imports_dassl():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@needs_dassl
+def test_a_dataset_template_given_as_a_list_is_read(monkeypatch, data_root, tmp_path):
+    """Tip-Adapter-style dataset classes keep `template = ['a centered satellite photo of {}.']`."""
+    from dassl.data.datasets import DATASET_REGISTRY
+    from dassl.engine import build_trainer
+    from mmrl.errors import ConfigError
+    _register_coop_style_eurosat()
+    cls = DATASET_REGISTRY.get("EuroSAT")
+    monkeypatch.setattr(cls, "template", "a satellite photo of {}.", raising=False)
+    as_str, _ = dassl_test_logits(build_trainer(dassl_cfg("ZeroshotCLIP", data_root, tmp_path / "s", "new")))
+    monkeypatch.setattr(cls, "template", ["a satellite photo of {}."])
+    as_list, _ = dassl_test_logits(build_trainer(dassl_cfg("ZeroshotCLIP", data_root, tmp_path / "l", "new")))
+    np.testing.assert_array_equal(as_str, as_list)
+    monkeypatch.setattr(cls, "template", ["a photo of a {}.", "a satellite photo of {}."])
+    with pytest.raises(ConfigError, match=r"EuroSAT.*template.*2 templates.*one"):
+        build_trainer(dassl_cfg("ZeroshotCLIP", data_root, tmp_path / "m", "new"))

@@ -161,6 +161,11 @@ class _HarnessTrainer(TrainerX):
         dataset = self.dm.dataset
         name = self.cfg.DATASET.NAME
         template = getattr(dataset, "template", None) or text_template(name)
+        if isinstance(template, (list, tuple)):  # Tip-Adapter-style classes keep a list of templates
+            if len(template) != 1:
+                raise ConfigError(f"{type(dataset).__name__}.template holds {len(template)} templates; our methods "
+                                  f"take one text template: give the dataset class a one-template `template`.")
+            template = template[0]
         if template is None:
             print(f"No text template of ours for dataset {name!r}: using {DEFAULT_TEMPLATE!r} "
                   f"(give the dataset class a `template` attribute to choose another)")
