@@ -359,7 +359,7 @@ def test_extend_cfg_takes_a_renamed_trainers_blocks(monkeypatch):
     from dassl.config import get_cfg_default
     from dassl.engine import TRAINER_REGISTRY
     import mmrl.integrations.dassl as mmrl_dassl
-    monkeypatch.setitem(TRAINER_REGISTRY._obj_map, "KgCoOp_mmrl", None)  # so that monkeypatch removes the name afterwards
+    monkeypatch.setitem(TRAINER_REGISTRY._obj_map, "KgCoOp_mmrl", None)  # removed again afterwards
     del TRAINER_REGISTRY._obj_map["KgCoOp_mmrl"]
     mmrl_dassl.register("KgCoOp", as_name="KgCoOp_mmrl")
     cfg = get_cfg_default()
