@@ -43,6 +43,21 @@ def test_a_package_dassl_imports_is_named(monkeypatch, tmp_path):
         import mmrl.integrations.dassl  # noqa: F401
 
 
+def test_a_dassl_without_our_names_is_called_another_version(monkeypatch, tmp_path):
+    fake = tmp_path / "dassl"
+    (fake / "engine").mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (fake / "engine" / "__init__.py").write_text("TRAINER_REGISTRY = None\n")
+    for name in [m for m in sys.modules if m == "dassl" or m.startswith("dassl.")] + ["mmrl.integrations.dassl"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError) as err:
+        import mmrl.integrations.dassl  # noqa: F401
+    msg = str(err.value)
+    assert "0.1.0" in msg and str(fake) in msg and "'TrainerX'" in msg and "0.6.3" in msg
+    assert "github.com/KaiyangZhou/Dassl.pytorch" in msg and "pip install -e ." in msg
+
+
 _logging_disabled = logging.root.manager.disable
 try:
     import dassl.engine  # noqa: F401
@@ -110,7 +125,7 @@ def dassl_cfg(trainer, root, out, subsample, opts=()):
     from dassl.config import get_cfg_default
     import mmrl.integrations.dassl as mmrl_dassl
     cfg = get_cfg_default()
-    mmrl_dassl.extend_cfg(cfg)
+    mmrl_dassl.extend_cfg(cfg, trainer)  # the trainer's own blocks (KgCoOp's TRAINER.COOP is not CoOp's)
     cfg.merge_from_file(str(REPO / "configs/datasets/eurosat.yaml"))
     cfg.merge_from_file(trainer_yaml(trainer))
     cfg.DATASET.ROOT, cfg.OUTPUT_DIR, cfg.SEED, cfg.TRAINER.NAME = str(root), str(out), 1, trainer
@@ -239,7 +254,7 @@ def test_train_in_dassl_then_logits_equal_the_harness(trainer, data_root, tmp_pa
 
 @pytest.mark.slow
 @needs_dassl
-@pytest.mark.parametrize("trainer", ["CoOp", "PromptSRC"])
+@pytest.mark.parametrize("trainer", ["CoOp", "PromptSRC", "CoCoOp", "KgCoOp", "IVLP", "MaPLe"])
 def test_baselines_train_in_dassl_and_their_logits_equal_the_harness(trainer, data_root, tmp_path, dassl_logger):
     """A text-prompt and a deep-prompt baseline (PromptSRC's aggregation runs in Dassl's epochs)."""
     from dassl.engine import build_trainer
@@ -320,3 +335,89 @@ def test_a_config_without_our_keys_is_refused_with_the_fix(data_root, tmp_path):
     cfg.DATASET.ROOT, cfg.OUTPUT_DIR = str(data_root), str(tmp_path)
     with pytest.raises(ConfigError, match=r"lacks \d+ of our keys \(DATASET\..*extend_cfg\(cfg\)"):
         build_trainer(cfg)
+
+
+@needs_dassl
+def test_kgcoop_without_its_block_is_refused_with_the_fix(data_root, tmp_path):
+    """CoOp and KgCoOp both read TRAINER.COOP, with other keys (W) and types (CTX_INIT)."""
+    from dassl.config import get_cfg_default
+    from dassl.engine import build_trainer
+    import mmrl.integrations.dassl as mmrl_dassl
+    from mmrl.errors import ConfigError
+    _register_coop_style_eurosat()
+    cfg = get_cfg_default()
+    mmrl_dassl.extend_cfg(cfg)
+    cfg.merge_from_file(str(REPO / "configs/datasets/eurosat.yaml"))
+    cfg.merge_from_list(["DATASET.ROOT", str(data_root), "OUTPUT_DIR", str(tmp_path), "TRAINER.NAME", "KgCoOp",
+                         "TASK", "B2N", "OPTIM.NAME", "sgd", "OPTIM.LR_SCHEDULER", "cosine", *FAST])
+    with pytest.raises(ConfigError, match=r"TRAINER\.COOP\.W.*extend_cfg\(cfg, 'KgCoOp'\)"):
+        build_trainer(cfg)
+
+
+@needs_dassl
+def test_extend_cfg_takes_a_renamed_trainers_blocks(monkeypatch):
+    from dassl.config import get_cfg_default
+    from dassl.engine import TRAINER_REGISTRY
+    import mmrl.integrations.dassl as mmrl_dassl
+    monkeypatch.setitem(TRAINER_REGISTRY._obj_map, "KgCoOp_mmrl", None)  # removed again afterwards
+    del TRAINER_REGISTRY._obj_map["KgCoOp_mmrl"]
+    mmrl_dassl.register("KgCoOp", as_name="KgCoOp_mmrl")
+    cfg = get_cfg_default()
+    mmrl_dassl.extend_cfg(cfg, "KgCoOp_mmrl")
+    assert cfg.TRAINER.COOP.W == 1.0 and cfg.TRAINER.COOP.CTX_INIT is False
+    cfg = get_cfg_default()
+    mmrl_dassl.extend_cfg(cfg, "SomeoneElsesTrainer")  # not ours: the common blocks
+    assert "W" not in cfg.TRAINER.COOP and cfg.TRAINER.COOP.CTX_INIT == ""
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_an_official_run_directory_loaded_through_dassl_equals_the_harness(data_root, tmp_path):
+    """The authors' Dassl checkpoint (pickled scheduler) through Dassl's load_model, as their test scripts run it."""
+    import torch
+    from dassl.engine import build_trainer
+    from test_models_coop import tiny_start_embedding
+    from test_official_run_dirs import official_run
+    _register_coop_style_eurosat()
+    g = torch.Generator().manual_seed(0)
+    official = {"ctx": (0.05 * torch.randn(4, 64, generator=g)).half(),
+                "token_prefix": tiny_start_embedding().expand(5, 1, 64).half(),
+                "token_suffix": torch.zeros(5, 72, 64).half()}
+    official_run(tmp_path / "official", "CoOp", official)
+    trainer = build_trainer(dassl_cfg("CoOp", data_root, tmp_path / "ev_dassl", "new"))
+    trainer.load_model(str(tmp_path / "official"), epoch=5)
+    logits, _ = dassl_test_logits(trainer)
+    ours = harness_eval("CoOp", data_root, tmp_path / "official", tmp_path / "ev_ours", "new")
+    np.testing.assert_allclose(logits, ours["logits"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_dassl
+def test_nothing_but_the_integration_imports_dassl():
+    import subprocess
+    code = ("import importlib, pkgutil, sys, mmrl\n"
+            "for m in pkgutil.walk_packages(mmrl.__path__, 'mmrl.'):\n"
+            "    if not m.name.startswith('mmrl.integrations.dassl') and not m.name.endswith('__main__'):\n"
+            "        importlib.import_module(m.name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dassl'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@needs_dassl
+def test_a_dataset_template_given_as_a_list_is_read(monkeypatch, data_root, tmp_path):
+    """Tip-Adapter-style dataset classes keep `template = ['a centered satellite photo of {}.']`."""
+    from dassl.data.datasets import DATASET_REGISTRY
+    from dassl.engine import build_trainer
+    from mmrl.errors import ConfigError
+    _register_coop_style_eurosat()
+    cls = DATASET_REGISTRY.get("EuroSAT")
+    monkeypatch.setattr(cls, "template", "a satellite photo of {}.", raising=False)
+    as_str, _ = dassl_test_logits(build_trainer(dassl_cfg("ZeroshotCLIP", data_root, tmp_path / "s", "new")))
+    monkeypatch.setattr(cls, "template", ["a satellite photo of {}."])
+    as_list, _ = dassl_test_logits(build_trainer(dassl_cfg("ZeroshotCLIP", data_root, tmp_path / "l", "new")))
+    np.testing.assert_array_equal(as_str, as_list)
+    monkeypatch.setattr(cls, "template", ["a photo of a {}.", "a satellite photo of {}."])
+    with pytest.raises(ConfigError, match=r"EuroSAT.*template.*2 templates.*one"):
+        build_trainer(dassl_cfg("ZeroshotCLIP", data_root, tmp_path / "m", "new"))

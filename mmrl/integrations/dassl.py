@@ -46,6 +46,10 @@ def _install_message(err: ImportError) -> str:
     if missing and missing != "dassl":
         return (f"Dassl is there but it imports {missing!r}, which is not installed: "
                 f"`pip install 'mmrl[dassl]'` installs what Dassl imports ({err}).")
+    found = sys.modules.get("dassl")
+    if found is not None and "cannot import name" in str(err):  # a Dassl, but not the one we were built on
+        return (f"the Dassl at {getattr(found, '__file__', '?')} (version {getattr(found, '__version__', '?')}) "
+                f"is not the one mmrl.integrations.dassl works with (Dassl.pytorch 0.6.3): {err}. {_INSTALL}")
     return f"{_INSTALL} ({err})"
 
 
@@ -56,11 +60,21 @@ except ImportError as _err:
     raise ImportError(_install_message(_err)) from _err
 
 
-def extend_cfg(cfg) -> None:
+def extend_cfg(cfg, trainer: str = "") -> None:
     """Add our config keys with our defaults to a Dassl config: the methods' TRAINER blocks,
     TASK, DATASET.SUBSAMPLE_CLASSES and our MODEL / TEST / DATASET extras.
-    Keys the config already has keep their value (the repository's own defaults win)."""
-    _add_missing(cfg, get_default_config())
+    Keys the config already has keep their value (the repository's own defaults win).
+    ``trainer`` (the --trainer name): a block several methods read gets that method's keys and
+    types (KgCoOp's TRAINER.COOP has W and a flag CTX_INIT, CoOp's a phrase)."""
+    _add_missing(cfg, get_default_config(_our_method(trainer)))
+
+
+def _our_method(name: str) -> str:
+    """The method registered in Dassl as ``name`` by us, else ""."""
+    if name not in TRAINER_REGISTRY.registered_names():
+        return ""
+    cls = TRAINER_REGISTRY.get(name)
+    return cls.METHOD if issubclass(cls, _HarnessTrainer) else ""
 
 
 def _add_missing(node, ours) -> None:
@@ -115,14 +129,16 @@ class _HarnessTrainer(TrainerX):
         return registry.get(self.METHOD)
 
     def check_cfg(self, cfg) -> None:
-        ours = flatten(get_default_config())
+        ours = flatten(get_default_config(self.METHOD))
         theirs = flatten(cfg)
         block = f"TRAINER.{self.method.block_key}."
         missing = [k for k in ours if k not in theirs and (not k.startswith("TRAINER.") or k.startswith(block))]
         if missing:
+            own = flatten(get_default_config()).keys() != ours.keys()  # a block of its own (KgCoOp's COOP)
+            call = f"extend_cfg(cfg, {self.METHOD!r})" if own else "extend_cfg(cfg)"
             raise ConfigError(f"the Dassl config lacks {len(missing)} of our keys ({', '.join(missing[:4])}"
                               f"{', ...' if len(missing) > 4 else ''}): "
-                              f"call mmrl.integrations.dassl.extend_cfg(cfg) in your train.py's extend_cfg "
+                              f"call mmrl.integrations.dassl.{call} in your train.py's extend_cfg "
                               f"(before the config files are merged).")
         if not cfg.TASK:
             raise ConfigError("TASK is not set: add `TASK B2N`, `TASK FS` or `TASK CD` after the named options "
@@ -145,6 +161,11 @@ class _HarnessTrainer(TrainerX):
         dataset = self.dm.dataset
         name = self.cfg.DATASET.NAME
         template = getattr(dataset, "template", None) or text_template(name)
+        if isinstance(template, (list, tuple)):  # Tip-Adapter-style classes keep a list of templates
+            if len(template) != 1:
+                raise ConfigError(f"{type(dataset).__name__}.template holds {len(template)} templates; our methods "
+                                  f"take one text template: give the dataset class a one-template `template`.")
+            template = template[0]
         if template is None:
             print(f"No text template of ours for dataset {name!r}: using {DEFAULT_TEMPLATE!r} "
                   f"(give the dataset class a `template` attribute to choose another)")
