@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -461,3 +462,78 @@ def test_imagenet_train_tar_cut_inside_a_member_names_the_archive(tmp_path):
         _prepare("imagenet", root, str(mirror))
     assert "download it again" in str(e.value)
     assert not (root / "imagenet/images/train").exists()
+
+
+_KILLED_MID_EXTRACTION = """
+import os, sys
+import mmrl.utils.extract as ex
+ex.merge_move = lambda *a: os._exit(9)  # dies like a killed process: no cleanup runs
+from mmrl.datatools.prepare import prepare_dataset
+prepare_dataset(sys.argv[1], sys.argv[2], mirror=sys.argv[3], progress=False)
+"""
+
+
+@pytest.mark.parametrize("stem,where", [("eurosat", "eurosat"), ("dtd", "")])
+def test_rerun_removes_the_temporary_folder_of_a_killed_extraction(tmp_path, stem, where):
+    src = _synthetic(stem, tmp_path)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    if stem == "eurosat":
+        _zip(mirror / "EuroSAT.zip", {"2750": src / "2750"})
+        shutil.copy(src / "split_zhou_EuroSAT.json", mirror)
+    else:
+        _tar(mirror / "dtd-r1.0.1.tar.gz", {"dtd/images": src / "images", "dtd/labels": src / "labels"})
+        shutil.copy(src / "split_zhou_DescribableTextures.json", mirror)
+    root = tmp_path / "data"
+    rc = subprocess.run([sys.executable, "-c", _KILLED_MID_EXTRACTION, stem, str(root), str(mirror)],
+                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).returncode
+    assert rc == 9
+    (left,) = (root / where).glob(".mmrl-extract-*")
+    assert any(left.rglob("*.jpg"))
+    # Not ours: a name outside mkdtemp's pattern, a file, and (in the shared root) another dataset's.
+    decoys = [root / where / ".mmrl-extract-mine", root / where / ".mmrl-extract-abcd1234.txt",
+              root / ".mmrl-extract-food1234" / "food-101"]
+    for d in decoys[::2]:
+        d.mkdir(parents=True)
+    decoys[1].write_text("x")
+    r = _prepare(stem, root, str(mirror))
+    assert r.status == "complete"
+    assert not left.exists() and any(str(left) in a and "interrupted" in a for a in r.actions)
+    assert all(d.exists() for d in decoys)
+    _same_as_source(stem, root, tmp_path)
+
+
+# 1234: an id meta.mat does not list; 1001: meta.mat's non-leaf synset, not one of the 1000 classes.
+@pytest.mark.parametrize("bad_id", [1234, 1001])
+def test_imagenet_devkit_that_does_not_match_names_the_id_and_the_right_devkit(tmp_path, bad_id):
+    src = _synthetic("imagenet", tmp_path)
+    mirror = tmp_path / "ilsvrc"
+    _imagenet_sources(src, mirror)
+    devkit = mirror / "ILSVRC2012_devkit_t12.tar.gz"
+    work = tmp_path / "devkit"
+    with tarfile.open(devkit) as tf:
+        tf.extractall(work, filter="data")
+    truth = work / "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
+    truth.write_text(truth.read_text() + f"{bad_id}\n")
+    _tar(devkit, {"ILSVRC2012_devkit_t12": work / "ILSVRC2012_devkit_t12"})
+    with pytest.raises(DatasetError) as e:
+        _prepare("imagenet", tmp_path / "data", str(mirror))
+    msg = str(e.value)
+    assert str(devkit) in msg and f"ILSVRC id {bad_id}," in msg and "Use ILSVRC2012_devkit_t12.tar.gz" in msg
+
+
+def test_imagenet_train_clears_leftover_tmp_files_and_folders(tmp_path):
+    src = _synthetic("imagenet", tmp_path)
+    mirror = tmp_path / "ilsvrc"
+    _imagenet_sources(src, mirror)
+    root = tmp_path / "data"
+    staging = root / "imagenet/images/.train.partial"
+    done, other = sorted(p.name for p in (src / "images/train").iterdir())[:2]
+    shutil.copytree(src / "images/train" / done, staging / done)  # finished in the killed run
+    (staging / f"{done}.tar.tmp").write_bytes(b"half a class tar")
+    (staging / f"{other}.tmp").mkdir()
+    (staging / f"{other}.tmp/half.JPEG").write_bytes(b"x")
+    assert _prepare("imagenet", root, str(mirror)).status == "complete"
+    train = root / "imagenet/images/train"
+    assert not list(train.glob("*.tmp"))
+    assert sorted(p.name for p in train.iterdir()) == sorted(p.name for p in (src / "images/train").iterdir())

@@ -23,7 +23,7 @@ from pathlib import Path
 from mmrl.datasets.registry import all_specs, get_spec
 from mmrl.datasets.spec import DatasetSpec, PrepareStep, Source
 from mmrl.datatools.fetch import MIRROR_ENV, Fetcher, NotFetchable
-from mmrl.datatools.steps import ACTIONS, StepContext
+from mmrl.datatools.steps import ACTIONS, StepContext, remove_leftovers
 from mmrl.errors import DatasetError, DownloadError
 
 DOWNLOAD_DIRNAME = ".mmrl-downloads"
@@ -115,6 +115,7 @@ def prepare_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = 
     options = {"videos": videos, "val_labels": val_labels}
     ctx = StepContext(m, root_p, ddir, fetcher, keep_archives, result, options)
     steps = _steps(m, {k for k, v in options.items() if v is not None})
+    remove_leftovers(ctx, steps)
 
     manual: list[Source] = []
     optional_manual: list[Source] = []

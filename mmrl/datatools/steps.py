@@ -17,12 +17,17 @@ from mmrl.datasets.spec import DatasetSpec
 from mmrl.datasets.ucf101 import rename_action
 from mmrl.datatools.fetch import Fetcher
 from mmrl.errors import DatasetError, DownloadError
-from mmrl.utils.extract import ensure_tar_ended, extract_archive, merge_move
+from mmrl.utils.extract import TEMP_PREFIX, ensure_tar_ended, extract_archive, merge_move
 
 if TYPE_CHECKING:
     from mmrl.datatools.prepare import PrepareResult
 
 _JUNK = ("__MACOSX",)
+_STAGING_PREFIX = ".mmrl-staging-"
+_VIDEOS_PREFIX = ".mmrl-videos-"
+# The names tempfile.mkdtemp gives with these prefixes: what a killed run leaves behind.
+_LEFTOVER = re.compile("^(?:" + "|".join(map(re.escape, (TEMP_PREFIX, _STAGING_PREFIX, _VIDEOS_PREFIX)))
+                       + ")[a-z0-9_]{8}$")
 
 
 @dataclass
@@ -34,6 +39,28 @@ class StepContext:
     keep_archives: bool
     result: PrepareResult
     options: dict
+
+
+def remove_leftovers(ctx: StepContext, steps: Iterable) -> None:
+    """Delete the temporary folders an earlier, killed run left in the dataset folder; in the data
+    root, which other datasets share, only those holding a folder this dataset extracts there."""
+    places = [(ctx.ddir, None)] + [(ctx.root, s.args[0]) for s in steps
+                                   if s.action == "extract" and len(s.args) > 1 and s.args[1]]
+    for folder, own in places:
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if not _LEFTOVER.match(p.name) or p.is_symlink() or not p.is_dir():
+                continue
+            if own is not None and not (p / own).exists():
+                continue
+            try:
+                shutil.rmtree(p)
+            except OSError as e:
+                ctx.result.notes.append(f"could not remove {p}, left by an interrupted earlier run ({e}); "
+                                        f"delete it by hand to free its disk space")
+                continue
+            ctx.result.actions.append(f"removed {p}, left by an interrupted earlier run")
 
 
 def _place(ctx: StepContext, files: dict[str, Path]) -> None:
@@ -95,7 +122,7 @@ def _extract_flat(ctx: StepContext, files: dict[str, Path], *wanted: str) -> Non
     """Put ``wanted`` files from the archive into the dataset folder, wherever they sit inside it
     (Partitions.zip may or may not have a top folder)."""
     (archive,) = files.values()
-    staging = Path(tempfile.mkdtemp(prefix=".mmrl-staging-", dir=ctx.ddir))
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=ctx.ddir))
     try:
         extract_archive(archive, staging)
         found = {p.name: p for p in staging.rglob("*") if p.is_file() and p.name in wanted}
@@ -143,8 +170,11 @@ def _imagenet_train(ctx: StepContext, files: dict[str, Path]) -> None:
     wnids = set(read_lines("imagenet_wnids.txt"))
     staging = ctx.ddir / "images" / ".train.partial"   # class folders done in an earlier run are kept
     staging.mkdir(parents=True, exist_ok=True)
-    for leftover in staging.glob("*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in staging.glob("*.tmp"):  # <wnid>.tmp/ folders and <wnid>.tar.tmp files
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
     try:
         n = _unpack_class_tars(archive, wnids, staging)
     except (tarfile.TarError, EOFError) as e:
@@ -213,12 +243,24 @@ def _labels_from_devkit(devkit: Path, scratch: Path) -> dict[str, str]:
     if len(found) != 2:
         raise DatasetError(f"{devkit}: no data/meta.mat and data/ILSVRC2012_validation_ground_truth.txt inside; "
                            f"is it ILSVRC2012_devkit_t12.tar.gz? Or pass --val-labels FILE.")
-    synsets = scipy.io.loadmat(found["meta.mat"], squeeze_me=True)["synsets"]
-    id2wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
+    from mmrl.data.resources import read_lines
+    fix = "Use ILSVRC2012_devkit_t12.tar.gz (the ILSVRC2012 Task 1 & 2 devkit), or pass --val-labels FILE."
+    mat = scipy.io.loadmat(found["meta.mat"], squeeze_me=True)
+    if "synsets" not in mat:
+        raise DatasetError(f"{devkit}: its meta.mat has no 'synsets'; it is not the ILSVRC2012 devkit. {fix}")
+    id2wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in mat["synsets"]}
+    wnids = set(read_lines("imagenet_wnids.txt"))
     out = {}
     with open(found["ILSVRC2012_validation_ground_truth.txt"], encoding="utf-8") as f:
         for i, line in enumerate((ln for ln in f if ln.strip()), 1):
-            out[f"ILSVRC2012_val_{i:08d}.JPEG"] = id2wnid[int(line)]
+            wnid = id2wnid.get(int(line))
+            if wnid not in wnids:
+                what = ("its meta.mat does not list" if wnid is None
+                        else f"its meta.mat maps to {wnid}, not one of the 1000 ILSVRC2012 classes")
+                raise DatasetError(f"{devkit}: line {i} of ILSVRC2012_validation_ground_truth.txt gives ILSVRC id "
+                                   f"{int(line)}, which {what}; the devkit does not match the ILSVRC2012 val "
+                                   f"images. {fix}")
+            out[f"ILSVRC2012_val_{i:08d}.JPEG"] = wnid
     return out
 
 
@@ -301,7 +343,7 @@ def _midframes_from_videos(ctx: StepContext, files: dict[str, Path]) -> None:
         if src.suffix.lower() == ".rar":
             raise DatasetError(f"{src}: Python cannot read .rar archives. Extract it first (`unrar x {src.name}` or "
                                f"`7z x {src.name}`) and pass the extracted folder to --videos.")
-        scratch = Path(tempfile.mkdtemp(prefix=".mmrl-videos-", dir=ctx.ddir))
+        scratch = Path(tempfile.mkdtemp(prefix=_VIDEOS_PREFIX, dir=ctx.ddir))
         extract_archive(src, scratch)
         folder = scratch
     elif src.is_dir():

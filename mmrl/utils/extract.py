@@ -25,6 +25,9 @@ from mmrl.errors import ExtractError
 
 log = logging.getLogger("mmrl.extract")
 
+# Prefix of the temporary folder extract_archive makes in the target folder.
+TEMP_PREFIX = ".mmrl-extract-"
+
 
 def archive_kind(path: str | os.PathLike) -> str:
     """'zip' or 'tar' by content (the suffix may lie); error if neither."""
@@ -183,7 +186,7 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, *, subd
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     # Same filesystem as dest, so the final moves are renames.
-    tmp = Path(tempfile.mkdtemp(prefix=".mmrl-extract-", dir=dest))
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=dest))
     ok = False
     try:
         if kind == "tar":
