@@ -31,30 +31,29 @@ def test_without_dassl_the_import_says_what_to_install(monkeypatch):
     assert "github.com/KaiyangZhou/Dassl.pytorch" in msg and "pip install -e ." in msg and "mmrl[dassl]" in msg
 
 
-def test_a_package_dassl_imports_is_named(monkeypatch, tmp_path):
+def _fake_dassl(monkeypatch, tmp_path, package: str, engine: str) -> None:
+    """A `dassl` package with these __init__ texts first on the path, nothing of Dassl imported yet."""
     fake = tmp_path / "dassl"
     (fake / "engine").mkdir(parents=True)
-    (fake / "__init__.py").write_text("")
-    (fake / "engine" / "__init__.py").write_text("import tensorboard_not_installed_here\n")
+    (fake / "__init__.py").write_text(package)
+    (fake / "engine" / "__init__.py").write_text(engine)
     for name in [m for m in sys.modules if m == "dassl" or m.startswith("dassl.")] + ["mmrl.integrations.dassl"]:
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_a_package_dassl_imports_is_named(monkeypatch, tmp_path):
+    _fake_dassl(monkeypatch, tmp_path, "", "import tensorboard_not_installed_here\n")
     with pytest.raises(ImportError, match=r"imports 'tensorboard_not_installed_here'.*pip install 'mmrl\[dassl\]'"):
         import mmrl.integrations.dassl  # noqa: F401
 
 
 def test_a_dassl_without_our_names_is_called_another_version(monkeypatch, tmp_path):
-    fake = tmp_path / "dassl"
-    (fake / "engine").mkdir(parents=True)
-    (fake / "__init__.py").write_text('__version__ = "0.1.0"\n')
-    (fake / "engine" / "__init__.py").write_text("TRAINER_REGISTRY = None\n")
-    for name in [m for m in sys.modules if m == "dassl" or m.startswith("dassl.")] + ["mmrl.integrations.dassl"]:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _fake_dassl(monkeypatch, tmp_path, '__version__ = "0.1.0"\n', "TRAINER_REGISTRY = None\n")
     with pytest.raises(ImportError) as err:
         import mmrl.integrations.dassl  # noqa: F401
     msg = str(err.value)
-    assert "0.1.0" in msg and str(fake) in msg and "'TrainerX'" in msg and "0.6.3" in msg
+    assert "0.1.0" in msg and str(tmp_path / "dassl") in msg and "'TrainerX'" in msg and "0.6.3" in msg
     assert "github.com/KaiyangZhou/Dassl.pytorch" in msg and "pip install -e ." in msg
 
 

@@ -433,15 +433,20 @@ def test_a_dataset_without_prepare_steps_is_refused_by_name(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_imagenet_train_tar_cut_short_is_not_declared_prepared(tmp_path):
-    # ILSVRC2012_img_train.tar cut right after its first class tar: tarfile stops there quietly.
-    src = _synthetic("imagenet", tmp_path)
+def _imagenet_mirror_with_train_tar_cut(tmp_path, at):
+    """ImageNet's archives in a mirror folder, the train tar cut at ``at(its second member)`` bytes."""
     mirror = tmp_path / "ilsvrc"
-    _imagenet_sources(src, mirror)
+    _imagenet_sources(_synthetic("imagenet", tmp_path), mirror)
     train_tar = mirror / "ILSVRC2012_img_train.tar"
     with tarfile.open(train_tar) as tf:
-        second = tf.getmembers()[1].offset
-    train_tar.write_bytes(train_tar.read_bytes()[:second])
+        second = tf.getmembers()[1]
+    train_tar.write_bytes(train_tar.read_bytes()[:at(second)])
+    return mirror
+
+
+def test_imagenet_train_tar_cut_short_is_not_declared_prepared(tmp_path):
+    # ILSVRC2012_img_train.tar cut right after its first class tar: tarfile stops there quietly.
+    mirror = _imagenet_mirror_with_train_tar_cut(tmp_path, lambda second: second.offset)
     root = tmp_path / "data"
     with pytest.raises(MMRLError, match="ILSVRC2012_img_train.tar") as e:
         _prepare("imagenet", root, str(mirror))
@@ -450,13 +455,7 @@ def test_imagenet_train_tar_cut_short_is_not_declared_prepared(tmp_path):
 
 
 def test_imagenet_train_tar_cut_inside_a_member_names_the_archive(tmp_path):
-    src = _synthetic("imagenet", tmp_path)
-    mirror = tmp_path / "ilsvrc"
-    _imagenet_sources(src, mirror)
-    train_tar = mirror / "ILSVRC2012_img_train.tar"
-    with tarfile.open(train_tar) as tf:
-        second = tf.getmembers()[1]
-    train_tar.write_bytes(train_tar.read_bytes()[:second.offset_data + second.size // 2])
+    mirror = _imagenet_mirror_with_train_tar_cut(tmp_path, lambda second: second.offset_data + second.size // 2)
     root = tmp_path / "data"
     with pytest.raises(MMRLError, match="ILSVRC2012_img_train.tar") as e:
         _prepare("imagenet", root, str(mirror))
