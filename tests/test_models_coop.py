@@ -9,6 +9,7 @@ from mmrl.models.coop import CoCoOp, CoOp, KgCoOp, PromptArch, build_prompt_mode
 from mmrl.models.coop_reference import ReferencePrompted
 from mmrl.models.prompts import tokenize
 from mmrl.trainers import registry
+from step_compare import assert_train_step_matches
 
 # names of several BPE lengths (one with "_"), so that prompts fall into several length groups
 CLASSES = ["Annual_Crop_Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Sea or Lake",
@@ -38,17 +39,7 @@ def images(n, seed=5):
 
 def compare_with_reference(model, x, labels, tol=1e-4):
     ref = ReferencePrompted(model)
-    params = list(model.parameters())
-    loss_f, logits_f, _ = model.forward_train(x, labels)
-    grads_f = torch.autograd.grad(loss_f, params)
-    loss_r, logits_r = ref.forward_train(x, labels)
-    grads_r = torch.autograd.grad(loss_r, params)
-    assert abs(loss_f.item() - loss_r.item()) < tol
-    assert (logits_f - logits_r).abs().max().item() < tol
-    for (name, _), gf, gr in zip(model.named_parameters(), grads_f, grads_r):
-        assert gr.norm() > 0, name
-        rel = ((gf - gr).norm() / gr.norm()).item()
-        assert rel < tol, f"gradient of {name} differs by {rel:.2e} (relative)"
+    assert_train_step_matches(model, ref, x, labels, tol)
     model.eval()
     out = model.forward_eval(x)
     assert out["class"] is out["fused"]

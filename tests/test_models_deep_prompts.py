@@ -13,6 +13,7 @@ from mmrl.models.deep_prompts_reference import ReferenceDeepPrompts
 from mmrl.models.mmrl import count_parameters
 from mmrl.models.prompts import tokenize
 from mmrl.models.promptsrc_templates import PROMPTSRC_TEMPLATES
+from step_compare import assert_train_step_matches
 
 CLASSES = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Sea_or_Lake"]
 
@@ -37,17 +38,7 @@ def images(n=3, seed=5):
 
 def compare_with_reference(model, imgs, labels, tol=1e-4):
     ref = ReferenceDeepPrompts(model)
-    params = list(model.parameters())
-    loss_f, logits_f, _ = model.forward_train(imgs, labels)
-    grads_f = torch.autograd.grad(loss_f, params)
-    loss_r, logits_r = ref.forward_train(imgs, labels)
-    grads_r = torch.autograd.grad(loss_r, params)
-    assert abs(loss_f.item() - loss_r.item()) < tol
-    assert (logits_f - logits_r).abs().max().item() < tol
-    for (name, _), gf, gr in zip(model.named_parameters(), grads_f, grads_r):
-        assert gr.abs().sum() > 0, f"{name} gets no gradient in the reference"
-        rel = ((gf - gr).norm() / gr.norm()).item()
-        assert rel < tol, f"gradient of {name} differs by {rel:.2e} (relative)"
+    assert_train_step_matches(model, ref, imgs, labels, tol)
     model.eval()
     for _ in range(2):  # the second call reads the cached eval text features
         assert (model.forward_eval(imgs)["class"] - ref.logits(imgs)[0]).abs().max().item() < tol

@@ -7,24 +7,24 @@ from typing import Any
 
 from yacs.config import CfgNode as CN
 
+
 def flatten(node: CN, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k in sorted(node.keys()):
-        v = node[k]
-        key = f"{prefix}{k}"
-        if isinstance(v, CN):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+    """A config's leaves as dotted keys, sorted."""
+    return _flatten(node, prefix, CN, sorted)
 
 
 def _flatten_plain(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A plain nested mapping's leaves as dotted keys, in its own order (the order a YAML file sets them)."""
+    return _flatten(d, prefix, dict, list)
+
+
+def _flatten(node: dict, prefix: str, nested: type, order) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k, v in d.items():
+    for k in order(node.keys()):
+        v = node[k]
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten_plain(v, key + "."))
+        if isinstance(v, nested):
+            out.update(_flatten(v, key + ".", nested, order))
         else:
             out[key] = v
     return out
