@@ -11,7 +11,7 @@ import pytest
 from mmrl.engine.rundir import write_record
 from mmrl.errors import IncompleteResults
 from mmrl.results.aggregate import AVERAGE, build_report, hm
-from mmrl.results.render import build_grid, to_csv, to_latex, to_markdown
+from mmrl.results.render import build_grid, footnotes, to_csv, to_latex, to_markdown
 from mmrl.sweep.plan import expand
 
 # (dataset, seed) -> (base, novel); chosen so that mean-of-HMs != HM-of-means
@@ -288,3 +288,24 @@ def test_published_average_is_left_out_when_a_dataset_has_no_result(tmp_path):
     assert "85.68" not in md and "The published Average is left out" in md
     paper = paper_render.to_markdown(build_paper(rep, published=True))
     assert "85.68" not in paper and "95.60" in paper and "The published Average is left out" in paper
+
+
+def test_a_cell_whose_seeds_ran_on_different_code_versions_is_named_in_the_footer(tmp_path):
+    out = str(tmp_path / "output")
+    jobs = b2n_jobs(out)
+    for job in jobs:
+        version = "0.4.0+def5678" if (job.dataset, job.seed, job.metric) == ("eurosat", 3, "novel") else "0.4.0+abc1234"
+        write_record(job.run_dir, {"status": "complete", "config_hash": "x", "metrics": {"accuracy": 50.0},
+                                   "code_version": version})
+    rep = build_report(jobs)
+    assert rep.mixed_versions == ["MMRL EuroSAT novel: 0.4.0+abc1234 (seeds 1 2), 0.4.0+def5678 (seed 3)"]
+    for layout in ("wide", "paper"):
+        assert any("different versions of the harness" in n and "0.4.0+def5678 (seed 3)" in n
+                   for n in footnotes(rep, published=False, layout=layout))
+    same = str(tmp_path / "same")
+    for job in b2n_jobs(same):
+        write_record(job.run_dir, {"status": "complete", "config_hash": "x", "metrics": {"accuracy": 50.0},
+                                   "code_version": "0.4.0+abc1234"})
+    rep = build_report(b2n_jobs(same))
+    assert rep.mixed_versions == []
+    assert not any("versions of the harness" in n for n in footnotes(rep, published=False))

@@ -8,6 +8,8 @@ Rules (stated in every table's footer):
 - CD / DG: the Average is over the target datasets (the ImageNet source is not in it);
 - a cell with missing seeds is refused unless ``allow_partial`` (then marked);
 - a cell whose seeds were run with different configs (other than SEED) is always refused;
+- a cell whose seeds were run by different versions of the harness is named in a footnote (the
+  config hash leaves the version out, so a fix does not force every finished run to be redone);
 - a seed more than ``GAP`` points below the median of the other seeds, or below zero-shot
   CLIP on the same dataset and metric, is flagged.
 """
@@ -102,6 +104,7 @@ class Report:
     missing: list[str] = field(default_factory=list)
     log_sourced: bool = False
     excluded_from_average: tuple[str, ...] = ()
+    mixed_versions: list[str] = field(default_factory=list)   # "<cell>: <version> (seeds), ..."
 
     @property
     def columns(self) -> list[str]:
@@ -131,6 +134,7 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
     missing: list[str] = []
     configs: dict[tuple, tuple[str, dict]] = {}   # cell -> (first run dir, its config)
     mixed: list[str] = []
+    versions: dict[tuple, dict[str, list[int]]] = {}   # cell -> code version -> seeds
     log_sourced = False
     trainers, rows, shots = [], [], []
     for job in jobs:
@@ -143,6 +147,9 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
         else:
             cell.values[job.seed] = got.value
             log_sourced |= got.source == "log"
+        if got.record is not None:
+            version = str(got.record.get("code_version") or "unknown")
+            versions.setdefault(key, {}).setdefault(version, []).append(job.seed)
         if got.config is not None:
             first = configs.setdefault(key, (got.path, got.config))
             diff = changed_keys(first[1], got.config, ignore=("SEED",))
@@ -189,10 +196,21 @@ def build_report(jobs: list[Job], *, ci95: bool = False, allow_partial: bool = F
         src = source or next((j.dataset for j in jobs if j.role == "train"), None)
         excluded = (src,) if src else ()
     report = Report(protocol, trainers, [r for r in rows], shots, metrics, entries, sorted({j.seed for j in jobs}),
-                    ci95, missing, log_sourced, excluded)
+                    ci95, missing, log_sourced, excluded, _mixed_versions(versions))
     _flag(report)
     _averages(report)
     return report
+
+
+def _mixed_versions(versions: dict[tuple, dict[str, list[int]]]) -> list[str]:
+    out = []
+    for (trainer, stem, k, metric), by_version in versions.items():
+        if len(by_version) > 1:
+            cell = " ".join(x for x in (trainer, catalog.display_name(stem), f"{k}-shot" if k is not None else "",
+                                        metric if metric != "accuracy" else "") if x)
+            out.append(f"{cell}: " + ", ".join(f"{v} (seed{'s' if len(s) > 1 else ''} {' '.join(map(str, s))})"
+                                               for v, s in by_version.items()))
+    return out
 
 
 def _flag(report: Report) -> None:

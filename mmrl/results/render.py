@@ -163,6 +163,11 @@ def footnotes(report: Report, published: bool, layout: str = "wide") -> list[str
     if flags:
         notes.append(f"{FLAG} flagged seeds (more than {GAP:g} points below the other seeds, or below zero-shot "
                      "CLIP): " + "; ".join(flags) + ".")
+    if report.mixed_versions:
+        listed = report.mixed_versions[:MAX_LISTED]
+        more = f" (+{len(report.mixed_versions) - MAX_LISTED} more)" if len(report.mixed_versions) > MAX_LISTED else ""
+        notes.append("Seeds run by different versions of the harness (same config; check the changes between "
+                     "them before comparing): " + "; ".join(listed) + more + ".")
     if report.log_sourced:
         notes.append("Some values were parsed from log.txt (runs without record.json), which rounds to 0.1.")
     if published:
