@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from mmrl.engine.rundir import write_record
 from mmrl.sweep.plan import expand
 
@@ -58,3 +60,11 @@ def test_curves_and_bars_show_every_method_by_its_display_name(tmp_path, monkeyp
                                        output=out)), tmp_path)
     assert legends["few_shot.png"] == legends["few_shot_average.png"] == ["CLIP (zero-shot)", "CoOp", "MMRL", "MMRL++"]
     assert legends["base2new.png"] == ["CLIP", "CoOp", "MMRL", "MMRL++"]
+
+
+def test_plot_offers_no_cross_domain_options_and_table_does(capsys):
+    for cmd, has_source in (("plot", False), ("table", True)):
+        with pytest.raises(SystemExit):
+            _cli([cmd, "--help"])
+        text = capsys.readouterr().out
+        assert ("--source" in text) is has_source and ("cd/dg" in text) is has_source, cmd

@@ -18,13 +18,17 @@ runs on disk still match the current configs.
 """
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, cross_domain: bool) -> None:
+    """``cross_domain``: the command takes the cd/dg protocols, whose datasets are targets of a source."""
     p.add_argument("--output", default="output", help="results root (default: ./output)")
     p.add_argument("--trainer", "--trainers", dest="trainers", nargs="+", metavar="T",
                    help="default: the trainers found on disk")
-    p.add_argument("--datasets", nargs="+", metavar="STEM", help="default: the datasets found on disk "
-                                                                  "(cd/dg: the targets)")
-    p.add_argument("--source", default=None, help="cd/dg source dataset (default: imagenet)")
+    p.add_argument("--datasets", nargs="+", metavar="STEM", help="default: the datasets found on disk"
+                                                                  + (" (cd/dg: the targets)" if cross_domain else ""))
+    if cross_domain:
+        p.add_argument("--source", default=None, help="cd/dg source dataset (default: imagenet)")
+    else:
+        p.set_defaults(source=None)
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="expected seeds (default: 1 2 3)")
     p.add_argument("--shots", nargs="+", type=int, default=None, help="fs shots (default: those on disk)")
 
@@ -60,7 +64,7 @@ def register_table(subparsers) -> None:
     p.add_argument("--allow-partial", action="store_true",
                    help="print cells with missing seeds (marked with a dagger) instead of refusing")
     p.add_argument("--save", default=None, metavar="FILE", help="also write the table to FILE")
-    _add_common(p)
+    _add_common(p, cross_domain=True)
     p.set_defaults(func=cmd_table)
 
 
@@ -99,7 +103,7 @@ def register_plot(subparsers) -> None:
                                           "from the seeds that exist).")
     p.add_argument("--protocol", required=True, choices=("fs", "b2n"))
     p.add_argument("--out", required=True, help="folder for the PNG files")
-    _add_common(p)
+    _add_common(p, cross_domain=False)
     p.set_defaults(func=cmd_plot)
 
 
