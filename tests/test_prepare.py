@@ -502,9 +502,15 @@ def test_rerun_removes_the_temporary_folder_of_a_killed_extraction(tmp_path, ste
     _same_as_source(stem, root, tmp_path)
 
 
-# 1234: an id meta.mat does not list; 1001: meta.mat's non-leaf synset, not one of the 1000 classes.
-@pytest.mark.parametrize("bad_id", [1234, 1001])
-def test_imagenet_devkit_that_does_not_match_names_the_id_and_the_right_devkit(tmp_path, bad_id):
+# 1234: an id meta.mat does not list; 1001: meta.mat's non-leaf synset, not one of the 1000 classes;
+# a line that is no id; a blank line inside, which would shift every later image's label.
+@pytest.mark.parametrize("change, said", [
+    (lambda t: t + "1234\n", "ILSVRC id 1234,"),
+    (lambda t: t + "1001\n", "ILSVRC id 1001,"),
+    (lambda t: t + "n01440764\n", "reads 'n01440764', which is not an ILSVRC id"),
+    (lambda t: t.replace("\n", "\n\n", 1), "line 2 of ILSVRC2012_validation_ground_truth.txt is blank"),
+])
+def test_imagenet_devkit_that_does_not_match_names_the_line_and_the_right_devkit(tmp_path, change, said):
     src = _synthetic("imagenet", tmp_path)
     mirror = tmp_path / "ilsvrc"
     _imagenet_sources(src, mirror)
@@ -513,12 +519,12 @@ def test_imagenet_devkit_that_does_not_match_names_the_id_and_the_right_devkit(t
     with tarfile.open(devkit) as tf:
         tf.extractall(work, filter="data")
     truth = work / "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
-    truth.write_text(truth.read_text() + f"{bad_id}\n")
+    truth.write_text(change(truth.read_text()))
     _tar(devkit, {"ILSVRC2012_devkit_t12": work / "ILSVRC2012_devkit_t12"})
     with pytest.raises(DatasetError) as e:
         _prepare("imagenet", tmp_path / "data", str(mirror))
     msg = str(e.value)
-    assert str(devkit) in msg and f"ILSVRC id {bad_id}," in msg and "Use ILSVRC2012_devkit_t12.tar.gz" in msg
+    assert str(devkit) in msg and said in msg and "Use ILSVRC2012_devkit_t12.tar.gz" in msg
 
 
 def test_imagenet_train_clears_leftover_tmp_files_and_folders(tmp_path):

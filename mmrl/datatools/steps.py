@@ -251,16 +251,23 @@ def _labels_from_devkit(devkit: Path, scratch: Path) -> dict[str, str]:
     id2wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in mat["synsets"]}
     wnids = set(read_lines("imagenet_wnids.txt"))
     out = {}
-    with open(found["ILSVRC2012_validation_ground_truth.txt"], encoding="utf-8") as f:
-        for i, line in enumerate((ln for ln in f if ln.strip()), 1):
-            wnid = id2wnid.get(int(line))
-            if wnid not in wnids:
-                what = ("its meta.mat does not list" if wnid is None
-                        else f"its meta.mat maps to {wnid}, not one of the 1000 ILSVRC2012 classes")
-                raise DatasetError(f"{devkit}: line {i} of ILSVRC2012_validation_ground_truth.txt gives ILSVRC id "
-                                   f"{int(line)}, which {what}; the devkit does not match the ILSVRC2012 val "
-                                   f"images. {fix}")
-            out[f"ILSVRC2012_val_{i:08d}.JPEG"] = wnid
+    truth = "ILSVRC2012_validation_ground_truth.txt"
+    lines = found[truth].read_text(encoding="utf-8").rstrip().splitlines()
+    for i, line in enumerate(lines, 1):  # line i is image i: a skipped line would shift every later label
+        if not line.strip():
+            raise DatasetError(f"{devkit}: line {i} of {truth} is blank; the file is damaged. {fix}")
+        try:
+            ilsvrc_id = int(line)
+        except ValueError:
+            raise DatasetError(f"{devkit}: line {i} of {truth} reads {line.strip()!r}, which is not an ILSVRC "
+                               f"id; the devkit does not match the ILSVRC2012 val images. {fix}") from None
+        wnid = id2wnid.get(ilsvrc_id)
+        if wnid not in wnids:
+            what = ("its meta.mat does not list" if wnid is None
+                    else f"its meta.mat maps to {wnid}, not one of the 1000 ILSVRC2012 classes")
+            raise DatasetError(f"{devkit}: line {i} of {truth} gives ILSVRC id {ilsvrc_id}, which {what}; the "
+                               f"devkit does not match the ILSVRC2012 val images. {fix}")
+        out[f"ILSVRC2012_val_{i:08d}.JPEG"] = wnid
     return out
 
 
