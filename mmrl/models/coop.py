@@ -43,6 +43,11 @@ COCOOP_SEQUENCES = 4096  # CoCoOp: image-conditioned prompts per text pass
 
 # -- configuration ---------------------------------------------------------------------------
 
+def block_key(trainer: str) -> str:
+    """The config block ``trainer``'s prompt settings are read from: TRAINER.<key>."""
+    return "COCOOP" if trainer == "CoCoOp" else "COOP"
+
+
 def config_blocks(trainer: str) -> dict[str, CN]:
     """TRAINER.<KEY> blocks the official train.py of ``trainer`` defines, with its defaults.
 
@@ -55,7 +60,7 @@ def config_blocks(trainer: str) -> dict[str, CN]:
     cocoop.N_CTX = 16
     cocoop.CTX_INIT = False if trainer == "KgCoOp" else ""
     cocoop.PREC = "fp16"
-    if trainer == "CoCoOp":
+    if block_key(trainer) == "COCOOP":
         return {"COCOOP": cocoop}
     coop = CN()
     if trainer == "KgCoOp":
@@ -114,7 +119,7 @@ class PromptArch:
         """The official trainers' rules: a phrase sets n_ctx to its word count and turns CSC off;
         KgCoOp always puts the name at the end (its forward ignores CLASS_TOKEN_POSITION)."""
         name = cfg.TRAINER.NAME
-        blk = cfg.TRAINER.COCOOP if name == "CoCoOp" else cfg.TRAINER.COOP
+        blk = getattr(cfg.TRAINER, block_key(name))
         phrase = init_phrase(name, blk.CTX_INIT)
         n_ctx = len(phrase.split(" ")) if phrase else int(blk.N_CTX)
         csc = name != "CoCoOp" and bool(blk.CSC) and not phrase

@@ -16,7 +16,7 @@ class PromptMethod(Method):
 
     @property
     def block_key(self) -> str:
-        return "COCOOP" if self.name == "CoCoOp" else "COOP"
+        return cp.block_key(self.name)
 
     def config_blocks(self) -> dict[str, CN]:
         return cp.config_blocks(self.name)
