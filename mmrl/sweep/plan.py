@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from mmrl.config import configs_dir
+from mmrl.config import config_file
 from mmrl.errors import ConfigError
 from mmrl.sweep import catalog
 from mmrl.trainers import registry
@@ -86,8 +86,17 @@ def _absolute(path: Path) -> str:
     return str(path.resolve())
 
 
+def _existing(path: Path, what: str) -> str:
+    """Refused before any job starts (else every job would fail on it)."""
+    if not path.is_file():
+        raise ConfigError(f"{what} has no config file {path}; write it, or for a plug-in put it in a folder "
+                          f"and set MMRL_CONFIGS to that folder (which needs only your own files)")
+    return _absolute(path)
+
+
 def trainer_config_file(trainer: str, cfg: str) -> str:
-    return _absolute(configs_dir() / "trainers" / registry.get(trainer).config_folder() / f"{cfg}.yaml")
+    return _existing(config_file("trainers", registry.get(trainer).config_folder(), f"{cfg}.yaml"),
+                     f"--trainers {trainer}")
 
 
 def run_dir(output: str, *parts: str) -> str:
@@ -97,7 +106,7 @@ def run_dir(output: str, *parts: str) -> str:
 def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
           model_dir: str | None, eval_only: bool, opts: list[str]) -> tuple[str, ...]:
     argv = (["--root", root] if root else []) + ["--seed", str(seed), "--trainer", trainer,
-            "--dataset-config-file", _absolute(catalog.dataset_yaml(stem)),
+            "--dataset-config-file", _existing(catalog.dataset_yaml(stem), f"--datasets {stem}"),
             "--config-file", trainer_config_file(trainer, cfg), "--output-dir", out_dir]
     if model_dir:
         argv += ["--model-dir", model_dir]

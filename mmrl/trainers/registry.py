@@ -1,16 +1,14 @@
 """The registered methods, by name.
 
-The built-in methods are the modules listed in BUILTIN; more come from the modules named in
-$MMRL_METHOD_MODULES (comma-separated import paths, each calling :func:`register`), so that a
-method living outside this package runs through train.py, the sweep (whose jobs are separate
-processes that inherit the variable) and the tables alike.
+The built-in methods are the modules listed in BUILTIN; more come from plug-ins
+(:mod:`mmrl.plugins`: modules calling :func:`register`), imported after them.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
-import os
 
+from mmrl import plugins
 from mmrl.errors import ConfigError
 from mmrl.trainers.base import Method
 
@@ -18,7 +16,6 @@ from mmrl.trainers.base import Method
 BUILTIN = ("mmrl.trainers.zeroshot_clip", "mmrl.trainers.coop", "mmrl.trainers.cocoop", "mmrl.trainers.kgcoop",
            "mmrl.trainers.ivlp", "mmrl.trainers.maple", "mmrl.trainers.promptsrc",
            "mmrl.trainers.mmrl", "mmrl.trainers.mmrlpp")
-ENV = "MMRL_METHOD_MODULES"
 
 _methods: dict[str, Method] = {}
 _loaded = False
@@ -45,15 +42,9 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    extra = [m.strip() for m in os.environ.get(ENV, "").split(",") if m.strip()]
-    for module in (*BUILTIN, *extra):
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            if module in BUILTIN or e.name != module:
-                raise
-            raise ConfigError(f"${ENV} names {module!r}, which cannot be imported ({e}); fix the name or "
-                              f"put its folder on PYTHONPATH") from None
+    for module in BUILTIN:
+        importlib.import_module(module)
+    plugins.load()
 
 
 def methods() -> list[Method]:

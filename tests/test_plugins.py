@@ -1,0 +1,132 @@
+"""Plug-ins as an outside user writes them: modules in their own folder, found through
+$MMRL_PLUGINS or an installed distribution's `mmrl.plugins` entry point, in every process
+(each command below is a fresh interpreter, as a sweep job is); a broken plug-in is named
+with the fix instead of a traceback."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmrl.errors import DatasetError
+
+TOY = """
+from mmrl.datasets import DatasetSpec, register
+register(DatasetSpec("ToyBlobs", "toy_blobs", "toy-blobs", split_file="split_zhou_ToyBlobs.json"))
+"""
+BROKEN = {
+    "raises": ('raise RuntimeError("boom")\n', ["plug_raises", "RuntimeError: boom", "plug_raises.py:1"]),
+    "clash": ("from mmrl.trainers import Method, register\n"
+              "class C(Method):\n    name = 'CoOp'\n    model_folder = 'x'\nregister(C())\n",
+              ["plug_clash", "'CoOp' is already registered", "choose another name"]),
+    "nofolder": ("from mmrl.trainers import Method, register\n"
+                 "class C(Method):\n    name = 'NoFolder'\nregister(C())\n",
+                 ["plug_nofolder", "model_folder"]),
+    "dsclash": ("from mmrl.datasets import DatasetSpec, register\n"
+                "register(DatasetSpec('EuroSAT', 'eurosat2', 'eurosat2'))\n",
+                ["plug_dsclash", "clashes with 'EuroSAT'"]),
+    "missingdep": ("import no_such_dependency_xyz\n", ["plug_missingdep", "no_such_dependency_xyz"]),
+}
+
+
+def _env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("MMRL_PLUGINS", "MMRL_CONFIGS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1]),
+                                         env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+def _py(tmp_path, code, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(tmp_path, **env), timeout=120)
+
+
+LOOKUP = "from mmrl.datasets import get_spec; print(get_spec('ToyBlobs').folder)"
+
+
+def test_a_dataset_plugin_named_in_the_env_is_found_by_a_fresh_process(tmp_path):
+    (tmp_path / "toyds.py").write_text(TOY)
+    assert _py(tmp_path, LOOKUP).returncode != 0  # not without being named
+    done = _py(tmp_path, LOOKUP, MMRL_PLUGINS="toyds")
+    assert done.returncode == 0 and done.stdout.strip() == "toy-blobs", done.stderr
+
+
+def test_an_installed_plugin_is_found_through_its_entry_point(tmp_path):
+    (tmp_path / "toyds.py").write_text(TOY)
+    dist = tmp_path / "toyds-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyds\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mmrl.plugins]\ntoy = toyds\n")
+    done = _py(tmp_path, LOOKUP)
+    assert done.returncode == 0 and done.stdout.strip() == "toy-blobs", done.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_plugin_is_named_without_a_traceback(tmp_path, kind):
+    text, wanted = BROKEN[kind]
+    (tmp_path / f"plug_{kind}.py").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "mmrl", "status", "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=_env(tmp_path, MMRL_PLUGINS=f"plug_{kind}"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: ") and "MMRL_PLUGINS" in done.stderr
+    for w in wanted:
+        assert w in done.stderr, (w, done.stderr)
+
+
+def test_train_py_names_a_broken_plugin_too(tmp_path):
+    (tmp_path / "plug_raises.py").write_text(BROKEN["raises"][0])
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"), "--trainer",
+                           "MMRL"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=_env(tmp_path, MMRL_PLUGINS="plug_raises"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "plug_raises" in done.stderr, done.stderr
+
+
+def test_a_clashing_dataset_is_a_dataset_error():
+    from mmrl.datasets import DatasetSpec, register
+    with pytest.raises(DatasetError, match="clashes with 'EuroSAT'"):
+        register(DatasetSpec("EuroSAT", "eurosat_copy", "eurosat-copy"))
+
+
+def test_a_plugin_config_tree_holds_only_its_own_files(tmp_path, monkeypatch):
+    """$MMRL_CONFIGS may hold just the plug-in's YAMLs: what it lacks comes from the package."""
+    from mmrl.config.files import config_file, load_overrides
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "toy_blobs.yaml").write_text("DATASET:\n  NAME: ToyBlobs\n")
+    monkeypatch.setenv("MMRL_CONFIGS", str(tmp_path))
+    assert config_file("datasets", "toy_blobs.yaml") == tmp_path / "datasets" / "toy_blobs.yaml"
+    shipped = config_file("datasets", "eurosat.yaml")
+    assert shipped.is_file() and tmp_path not in shipped.parents
+    entry, path = load_overrides("MMRL", "B2N", "EuroSAT")
+    assert entry and path.is_file()
+
+
+def test_a_sweep_refuses_a_dataset_or_trainer_without_its_yaml_before_running(tmp_path):
+    from mmrl.errors import ConfigError
+    from mmrl.sweep.plan import expand
+    with pytest.raises(ConfigError, match=r"datasets/no_such_stem\.yaml.*MMRL_CONFIGS"):
+        expand("b2n", trainers=["CoOp"], datasets=["no_such_stem"], seeds=[1], output=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"trainers/CoOp/vit_b16_few_shot_nope\.yaml|CoOp.*yaml.*MMRL_CONFIGS"):
+        from mmrl.sweep.plan import trainer_config_file
+        trainer_config_file("CoOp", "vit_b16_few_shot_nope")
+
+
+def test_status_lists_a_plugin_dataset_found_on_disk(tmp_path):
+    from mmrl.sweep.discover import select
+    (tmp_path / "base2new/train_base/toy_blobs/shots_16/CoOp/vit_b16/seed1").mkdir(parents=True)
+    sel = select(str(tmp_path), "b2n", whole_protocol=True)
+    assert "toy_blobs" in sel.datasets and "eurosat" in sel.datasets
+
+
+def test_the_sbatch_script_carries_the_plugin_variables(monkeypatch):
+    from mmrl.sweep.printer import sbatch_script
+    monkeypatch.setenv("MMRL_PLUGINS", "myplug.probe,myplug.data")
+    monkeypatch.setenv("MMRL_CONFIGS", "/my configs")
+    text = sbatch_script([0, 1], ["--protocol", "b2n"], cwd="/w", python="python", parallelism=2,
+                         timeout_min=60, log_dir="/w/logs")
+    assert "export MMRL_PLUGINS=myplug.probe,myplug.data" in text
+    assert "export MMRL_CONFIGS='/my configs'" in text
+    assert text.index("export MMRL_PLUGINS") < text.index("-m mmrl sweep")
+
