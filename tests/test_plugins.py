@@ -103,14 +103,28 @@ def test_a_plugin_config_tree_holds_only_its_own_files(tmp_path, monkeypatch):
     assert entry and path.is_file()
 
 
-def test_a_sweep_refuses_a_dataset_or_trainer_without_its_yaml_before_running(tmp_path):
-    from mmrl.errors import ConfigError
-    from mmrl.sweep.plan import expand
-    with pytest.raises(ConfigError, match=r"datasets/no_such_stem\.yaml.*MMRL_CONFIGS"):
-        expand("b2n", trainers=["CoOp"], datasets=["no_such_stem"], seeds=[1], output=str(tmp_path))
-    with pytest.raises(ConfigError, match=r"trainers/CoOp/vit_b16_few_shot_nope\.yaml|CoOp.*yaml.*MMRL_CONFIGS"):
-        from mmrl.sweep.plan import trainer_config_file
-        trainer_config_file("CoOp", "vit_b16_few_shot_nope")
+def test_a_sweep_refuses_a_dataset_or_trainer_without_its_yaml_before_running(tmp_path, monkeypatch, capsys):
+    from mmrl.cli import main
+    from mmrl.trainers import registry
+    (tmp_path / "data").mkdir()
+    sweep = ["sweep", "--protocol", "b2n", "--trainers", "CoOp", "--seeds", "1", "--root", str(tmp_path / "data"),
+             "--output", str(tmp_path / "out")]
+    assert main([*sweep, "--datasets", "no_such_stem"]) == 2
+    err = capsys.readouterr().err
+    assert "--datasets no_such_stem" in err and "datasets/no_such_stem.yaml" in err and "MMRL_CONFIGS" in err
+    monkeypatch.setattr(registry.get("CoOp"), "config_folder", lambda: "NoSuchFolder")
+    assert main([*sweep, "--datasets", "eurosat"]) == 2
+    err = capsys.readouterr().err
+    assert "--trainers CoOp" in err and "trainers/NoSuchFolder/vit_b16_ctxv1.yaml" in err
+    assert not (tmp_path / "out").exists()  # refused before any job ran
+
+
+def test_status_does_not_need_the_config_files(tmp_path, monkeypatch, capsys):
+    from mmrl.cli import main
+    monkeypatch.setenv("MMRL_CONFIGS", str(tmp_path / "mine"))
+    (tmp_path / "out/base2new/train_base/toy_blobs/shots_16/CoOp/vit_b16/seed1").mkdir(parents=True)
+    assert main(["status", "--protocol", "b2n", "--output", str(tmp_path / "out")]) == 1
+    assert "toy_blobs" in capsys.readouterr().out
 
 
 def test_status_lists_a_plugin_dataset_found_on_disk(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mmrl.errors import ConfigError, MMRLError
 from mmrl.sweep import catalog
-from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOLS, Job, chains, expand
+from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOLS, Job, chains, check_config_files, expand
 from mmrl.trainers import registry
 
 LAYOUT = """\
@@ -95,6 +95,7 @@ def _resolve_inputs(args) -> tuple[list[Job], list[str]]:
     jobs = expand(args.protocol, trainers=args.trainers, datasets=datasets,
                   seeds=args.seeds or DEFAULT_SEEDS, shots=args.shots or DEFAULT_SHOTS, root=root.path,
                   output=args.output, extra_opts=args.opts, source=source)
+    check_config_files(jobs)
     # The arguments that rebuild this exact plan (for the sbatch script's --chain tasks).
     again = ["--protocol", args.protocol, "--trainer", *args.trainers, "--root", root.path,
              "--output", args.output, "--source", source,

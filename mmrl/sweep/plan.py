@@ -86,17 +86,20 @@ def _absolute(path: Path) -> str:
     return str(path.resolve())
 
 
-def _existing(path: Path, what: str) -> str:
-    """Refused before any job starts (else every job would fail on it)."""
-    if not path.is_file():
-        raise ConfigError(f"{what} has no config file {path}; write it, or for a plug-in put it in a folder "
-                          f"and set MMRL_CONFIGS to that folder (which needs only your own files)")
-    return _absolute(path)
-
-
 def trainer_config_file(trainer: str, cfg: str) -> str:
-    return _existing(config_file("trainers", registry.get(trainer).config_folder(), f"{cfg}.yaml"),
-                     f"--trainers {trainer}")
+    return _absolute(config_file("trainers", registry.get(trainer).config_folder(), f"{cfg}.yaml"))
+
+
+def check_config_files(jobs: list[Job]) -> None:
+    """Refuse, before any job starts, a plan whose config files are missing (else every job of
+    that trainer or dataset would fail on it)."""
+    for job in jobs:
+        for flag, what in (("--dataset-config-file", f"--datasets {job.dataset}"),
+                           ("--config-file", f"--trainers {job.trainer}")):
+            path = job.argv[job.argv.index(flag) + 1]
+            if not os.path.isfile(path):
+                raise ConfigError(f"{what} has no config file {path}; write it, or for a plug-in put it in a "
+                                  f"folder and set MMRL_CONFIGS to that folder (which needs only your own files)")
 
 
 def run_dir(output: str, *parts: str) -> str:
@@ -106,7 +109,7 @@ def run_dir(output: str, *parts: str) -> str:
 def _argv(root: str, seed: int, trainer: str, stem: str, cfg: str, out_dir: str,
           model_dir: str | None, eval_only: bool, opts: list[str]) -> tuple[str, ...]:
     argv = (["--root", root] if root else []) + ["--seed", str(seed), "--trainer", trainer,
-            "--dataset-config-file", _existing(catalog.dataset_yaml(stem), f"--datasets {stem}"),
+            "--dataset-config-file", _absolute(catalog.dataset_yaml(stem)),
             "--config-file", trainer_config_file(trainer, cfg), "--output-dir", out_dir]
     if model_dir:
         argv += ["--model-dir", model_dir]
