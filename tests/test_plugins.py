@@ -144,3 +144,14 @@ def test_the_sbatch_script_carries_the_plugin_variables(monkeypatch):
     assert "export MMRL_CONFIGS='/my configs'" in text
     assert text.index("export MMRL_PLUGINS") < text.index("-m mmrl sweep")
 
+
+
+def test_the_printed_commands_carry_the_plugin_variables(tmp_path, monkeypatch, capsys):
+    from mmrl.cli import main
+    monkeypatch.setenv("MMRL_PLUGINS", "json")  # importable, registers nothing
+    (tmp_path / "data").mkdir()
+    assert main(["sweep", "--protocol", "b2n", "--trainers", "CoOp", "--datasets", "eurosat", "--seeds", "1",
+                 "--root", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--executor", "print"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    first = next(i for i, line in enumerate(out) if " train " in line)
+    assert "export MMRL_PLUGINS=json" in out[:first]

@@ -32,6 +32,11 @@ def command_lines(jobs: list[Job], prefix: tuple[str, ...], states: dict[str, Jo
     return lines
 
 
+def exports() -> list[str]:
+    """The shell lines that give a job this process's plug-in variables."""
+    return [f"export {k}={shlex.quote(os.environ[k])}" for k in CARRIED if os.environ.get(k)]
+
+
 def _ranges(indices: list[int]) -> str:
     out, start = [], None
     for i, x in enumerate(indices):
@@ -68,7 +73,7 @@ def sbatch_script(chain_indices: list[int], sweep_argv: list[str], *, cwd: str, 
         "# Resubmitting this script is safe: complete runs are skipped, partial ones resume.",
         "set -euo pipefail",
         f"cd {shlex.quote(cwd)}",
-        *(f"export {k}={shlex.quote(os.environ[k])}" for k in CARRIED if os.environ.get(k)),
+        *exports(),
         f"exec {shlex.quote(python)} -m mmrl sweep {shlex.join(sweep_argv)} --executor local "
         '--chain "$SLURM_ARRAY_TASK_ID"',
         "",
