@@ -155,3 +155,18 @@ def test_the_printed_commands_carry_the_plugin_variables(tmp_path, monkeypatch, 
     out = capsys.readouterr().out.splitlines()
     first = next(i for i, line in enumerate(out) if " train " in line)
     assert "export MMRL_PLUGINS=json" in out[:first]
+
+
+@pytest.mark.parametrize("missing, attrs", [
+    ("build", {}),
+    ("build_for_eval", {"build": lambda self, ctx, *, for_training: None}),
+    ("PREC", {"build": lambda self, ctx, *, for_training: None, "build_for_eval": lambda self, ctx, ck: None}),
+])
+def test_a_method_missing_what_a_run_needs_is_refused_at_registration(missing, attrs):
+    from mmrl.errors import ConfigError
+    from mmrl.trainers import Method, names, register
+    cls = type("Half", (Method,), {"name": f"Half_{missing}", "model_folder": "half", **attrs})
+    with pytest.raises(ConfigError, match=f"Half.*{missing}"):
+        register(cls())
+    assert f"Half_{missing}" not in names()
+
