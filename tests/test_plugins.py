@@ -170,3 +170,50 @@ def test_a_method_missing_what_a_run_needs_is_refused_at_registration(missing, a
         register(cls())
     assert f"Half_{missing}" not in names()
 
+
+
+def _toy_images(root):
+    """ToyBlobs in CoOp's layout: images/<class>/*.jpg and the split JSON (labels 0..3)."""
+    import json
+    import random
+
+    from PIL import Image, ImageDraw
+    colours = {"red blob": (220, 30, 30), "blue blob": (30, 30, 220), "green blob": (30, 200, 30),
+               "yellow blob": (230, 220, 20)}
+    rng, split = random.Random(0), {"train": [], "val": [], "test": []}
+    for label, (name, colour) in enumerate(colours.items()):
+        (root / "images" / name).mkdir(parents=True)
+        for i in range(12):
+            im = Image.new("RGB", (64, 64), tuple(rng.randrange(256) for _ in range(3)))
+            x, y, s = rng.randrange(4, 30), rng.randrange(4, 30), rng.randrange(14, 30)
+            ImageDraw.Draw(im).ellipse([x, y, x + s, y + s], fill=colour)
+            im.save(root / "images" / name / f"{i}.jpg")
+            split["train" if i < 6 else "val" if i < 8 else "test"].append([f"{name}/{i}.jpg", label, name])
+    (root / "split_zhou_ToyBlobs.json").write_text(json.dumps(split))
+
+
+@pytest.mark.slow
+def test_an_installed_dataset_plugin_is_swept_and_tabulated(tmp_path):
+    """No variable names the plug-in: the sweep's job processes find it through its entry point,
+    and its YAML in a $MMRL_CONFIGS folder that holds nothing else."""
+    (tmp_path / "toyds.py").write_text(TOY)
+    dist = tmp_path / "toyds-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyds\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mmrl.plugins]\ntoy = toyds\n")
+    (tmp_path / "configs" / "datasets").mkdir(parents=True)
+    (tmp_path / "configs" / "datasets" / "toy_blobs.yaml").write_text("DATASET:\n  NAME: ToyBlobs\n")
+    _toy_images(tmp_path / "data" / "toy-blobs")
+    env = _env(tmp_path, MMRL_CONFIGS=str(tmp_path / "configs"), OMP_NUM_THREADS="1")
+
+    def mmrl(*args):
+        return subprocess.run([sys.executable, "-m", "mmrl", *args], capture_output=True, text=True, cwd=tmp_path,
+                              env=env, timeout=300)
+    sweep = mmrl("sweep", "--protocol", "b2n", "--trainers", "ZeroshotCLIP", "--datasets", "toy_blobs",
+                 "--root", "data", "--output", "out", "--opts", "MODEL.BACKBONE.NAME", "demo-tiny",
+                 "INPUT.SIZE", "(64, 64)")
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr
+    table = mmrl("table", "--protocol", "b2n", "--output", "out", "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    row = next(r for r in table.stdout.splitlines() if r.startswith("ZeroshotCLIP,ToyBlobs,"))
+    assert 0 <= float(row.split(",")[2]) <= 100

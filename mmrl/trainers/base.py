@@ -1,8 +1,9 @@
 """What a method (a ``--trainer``) declares, in one place; the engine, the sweep, the tables
 and the plots ask this, never a method's name.
 
-A method is one module under ``mmrl/trainers/`` with one :class:`Method` subclass, registered
-in :mod:`mmrl.trainers.registry`; its YAML files live in ``configs/trainers/<config_dir>/``.
+A method is one module under ``mmrl/trainers/`` (or a plug-in's, :mod:`mmrl.plugins`) with one
+:class:`Method` subclass, registered in :mod:`mmrl.trainers.registry`; its YAML files live in
+``configs/trainers/<config_dir>/`` (a plug-in's in the folder $MMRL_CONFIGS names).
 """
 from __future__ import annotations
 
