@@ -217,3 +217,51 @@ def test_an_installed_dataset_plugin_is_swept_and_tabulated(tmp_path):
     assert table.returncode == 0, table.stderr
     row = next(r for r in table.stdout.splitlines() if r.startswith("ZeroshotCLIP,ToyBlobs,"))
     assert 0 <= float(row.split(",")[2]) <= 100
+
+
+NOARCH = """
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+from mmrl.trainers import Method, register
+
+class Head(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = nn.Linear(3, n)
+    def forward_train(self, images, labels):
+        logits = self.fc(images.mean(dim=(2, 3)))
+        return nn.functional.cross_entropy(logits, labels), logits, {}
+
+class NoArch(Method):
+    name, model_folder = "NoArch", "noarch"
+    def config_block(self):
+        node = CN()
+        node.PREC = "fp32"
+        return node
+    def build(self, ctx, *, for_training):
+        return Head(len(ctx.classnames))
+    def build_for_eval(self, ctx, ck):
+        raise AssertionError
+
+register(NoArch())
+"""
+
+
+@pytest.mark.slow
+def test_a_model_without_arch_fails_before_training_naming_the_fix(tmp_path):
+    from tests.engine_helpers import argv, write_eurosat
+    (tmp_path / "noarch.py").write_text(NOARCH)
+
+    class Factory:
+        def mktemp(self, name):
+            (tmp_path / name).mkdir()
+            return tmp_path / name
+    args = argv(write_eurosat(Factory()), tmp_path / "run", trainer="NoArch", epochs=1)
+    args[args.index("--config-file") + 1] = str(tmp_path / "none.yaml")
+    (tmp_path / "none.yaml").write_text("OPTIM:\n  NAME: sgd\n  LR: 0.01\n  LR_SCHEDULER: cosine\n")
+    done = subprocess.run([sys.executable, "-m", "mmrl", "train", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=_env(tmp_path, MMRL_PLUGINS="noarch"), timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "NoArch" in done.stderr and "define arch(model)" in done.stderr, done.stderr
+    assert "epoch [1/1]" not in (tmp_path / "run" / "log.txt").read_text()

@@ -183,7 +183,11 @@ class Method:
 
     def arch(self, model: nn.Module) -> dict[str, Any]:
         """What fixes the shapes of its checkpoint (stored with it)."""
-        return model.spec.to_dict()
+        spec = getattr(model, "spec", None)
+        if not callable(getattr(spec, "to_dict", None)):
+            raise ConfigError(f"{self.name} ({type(self).__module__}): its model has no spec.to_dict(); define "
+                              f"arch(model) returning what fixes its checkpoint's shapes (a dict build_for_eval reads)")
+        return spec.to_dict()
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]
