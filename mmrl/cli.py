@@ -191,9 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     return quiet_on_broken_pipe(lambda: _main(argv))
 
 
-def _main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+def _dispatch(argv: list[str]) -> int:
+    parser = build_parser()  # lists the registered methods: imports the plug-ins
     if argv[:2] in (["explain", "-h"], ["explain", "--help"]):
         parser.parse_args(argv)  # explain's own flags; `mmrl train --help` lists train.py's
     if argv and argv[0] in ("train", "eval", "explain"):
@@ -206,8 +205,13 @@ def _main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     if getattr(args, "command", None) == "data" and getattr(args, "root", None) == "":
         args.root = os.environ.get("DATA", "")
+    return int(args.func(args) or 0)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args) or 0)
+        return _dispatch(argv)
     except MMRLError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

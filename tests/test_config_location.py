@@ -46,6 +46,10 @@ def test_a_missing_overrides_file_is_an_error_naming_it(tmp_path, monkeypatch):
     shutil.copytree(packaged_configs(), copy)
     (copy / "overrides" / "MMRL.yaml").unlink()
     monkeypatch.setenv("MMRL_CONFIGS", str(copy))
+    # a file the user's tree lacks is the packaged one
+    r = resolve_config(eurosat())
+    assert r.provenance["TRAINER.MMRL.REG_WEIGHT"].startswith("override:MMRL.yaml")
+    monkeypatch.setattr("mmrl.config.files.packaged_configs", lambda: copy)
     with pytest.raises(ConfigError, match=f"overrides file not found: {copy / 'overrides' / 'MMRL.yaml'}"):
         resolve_config(eurosat())
     # ZeroshotCLIP has no per-dataset settings: no file is looked for

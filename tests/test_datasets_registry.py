@@ -53,7 +53,7 @@ def test_a_new_json_dataset_is_one_spec(tmp_path):
 def test_a_spec_requires_names():
     with pytest.raises(TypeError, match="stem"):
         DatasetSpec("Bad", "", "bad")
-    with pytest.raises(TypeError, match="clashes with 'EuroSAT'"):
+    with pytest.raises(DatasetError, match="clashes with 'EuroSAT'"):
         register(DatasetSpec("EuroSAT", "eurosat_copy", "eurosat-copy"))
 
 

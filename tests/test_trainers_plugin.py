@@ -2,12 +2,11 @@
 declared and registered in this file alone, trained and evaluated through train.py, swept with
 `mmrl sweep` and tabulated with `mmrl table` on the demo world.
 
-Sweep jobs are separate processes: they find this module through $MMRL_METHOD_MODULES (with
-this folder on PYTHONPATH) and its YAML in a copy of the config tree ($MMRL_CONFIGS)."""
+Sweep jobs are separate processes: they find this module through $MMRL_PLUGINS (with this
+folder on PYTHONPATH) and its YAML in a folder holding only that file ($MMRL_CONFIGS)."""
 import csv
 import io
 import os
-import shutil
 import sys
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass
@@ -20,8 +19,8 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from mmrl.config import packaged_configs
+from mmrl.plugins import ENV
 from mmrl.trainers import BuildContext, EvalCheckpoint, Method, register
-from mmrl.trainers.registry import ENV
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
@@ -88,10 +87,9 @@ register(LinearProbe())
 @pytest.fixture
 def plugin_env(tmp_path, monkeypatch):
     configs = tmp_path / "configs"
-    shutil.copytree(packaged_configs(), configs)
     probe_dir = configs / "trainers" / "LinearProbe"
-    probe_dir.mkdir()
-    text = (configs / "trainers" / "MMRL" / "demo.yaml").read_text()
+    probe_dir.mkdir(parents=True)
+    text = (packaged_configs() / "trainers" / "MMRL" / "demo.yaml").read_text()
     text = text.split("TRAINER:")[0] + "TRAINER:\n  LinearProbe:\n    PREC: \"fp32\"\n"
     (probe_dir / "demo.yaml").write_text(text.replace("MAX_EPOCH: 10", "MAX_EPOCH: 1"))
     monkeypatch.setenv("MMRL_CONFIGS", str(configs))

@@ -26,19 +26,29 @@ def packaged_configs() -> Path:
 
 
 def configs_dir() -> Path:
-    """The config tree in use: $MMRL_CONFIGS (a copy the user edits) or the packaged one."""
+    """The first config tree looked in: $MMRL_CONFIGS (the user's files) or the packaged one."""
     env = os.environ.get("MMRL_CONFIGS")
     return Path(env) if env else packaged_configs()
 
 
+def config_file(*parts: str) -> Path:
+    """A file of the config tree (``"datasets", "eurosat.yaml"``): $MMRL_CONFIGS's when it holds
+    one, else the packaged one, so that a plug-in's tree needs only its own files. A file in
+    neither is named where $MMRL_CONFIGS (or the package) would hold it."""
+    first = configs_dir().joinpath(*parts)
+    if first.is_file():
+        return first
+    shipped = packaged_configs().joinpath(*parts)
+    return shipped if shipped.is_file() else first
+
+
 def config_path(path: str | os.PathLike) -> Path:
     """A --config-file / --dataset-config-file path.  A relative ``configs/...`` path that does not
-    exist from the working directory (an installed package run elsewhere) means that file of
-    configs_dir()."""
+    exist from the working directory (an installed package run elsewhere) means config_file()."""
     p = Path(path)
     if p.is_file() or p.is_absolute() or not p.parts or p.parts[0] != CONFIGS_PREFIX:
         return p
-    shipped = configs_dir().joinpath(*p.parts[1:])
+    shipped = config_file(*p.parts[1:])
     return shipped if shipped.is_file() else p
 
 
@@ -58,11 +68,11 @@ def load_overrides(trainer: str, task: str, dataset_name: str) -> tuple[dict[str
     file has no entry for them).  A missing file is an error: the run would silently lose them."""
     if not registry.get(trainer).has_overrides:
         return {}, None
-    path = configs_dir() / "overrides" / f"{trainer}.yaml"
+    path = config_file("overrides", f"{trainer}.yaml")
     if not path.is_file():
         raise ConfigError(f"per-dataset overrides file not found: {path}. Without it {trainer} would run "
-                          f"with the wrong per-dataset settings; reinstall the package, or if MMRL_CONFIGS points at "
-                          f"a copy of the configs, copy overrides/{trainer}.yaml there too.")
+                          f"with the wrong per-dataset settings; reinstall the package, or (a plug-in method) "
+                          f"put overrides/{trainer}.yaml in the folder $MMRL_CONFIGS names.")
     table = read_yaml_mapping(path).get(task) or {}
     entry = table.get(dataset_name) if isinstance(table, dict) else table
     entry = entry or {}

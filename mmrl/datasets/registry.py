@@ -2,14 +2,15 @@
 or alias, and get its loader class (imported on first use: a run imports one loader module).
 
 A new dataset is one :class:`~mmrl.datasets.spec.DatasetSpec` (in :mod:`mmrl.datasets.specs`,
-or passed to :func:`register` from user code) plus its YAML; a loader module only when the
-generic split-JSON loader does not fit.
+or passed to :func:`register` from a plug-in, :mod:`mmrl.plugins`) plus its YAML; a loader module
+only when the generic split-JSON loader does not fit.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 
+from mmrl import plugins
 from mmrl.datasets.spec import DatasetSpec
 from mmrl.datasets.specs import SPECS
 from mmrl.errors import DatasetError
@@ -22,7 +23,8 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     """Add a dataset; its NAME, stem and folder must not belong to another one."""
     for other in _SPECS.values():
         if other.stem != spec.stem and {other.name, other.stem} & {spec.name, spec.stem}:
-            raise TypeError(f"dataset {spec.name!r} ({spec.stem}) clashes with {other.name!r} ({other.stem})")
+            raise DatasetError(f"dataset {spec.name!r} ({spec.stem}) clashes with {other.name!r} ({other.stem}): "
+                               f"give it another NAME and stem")
     _SPECS[spec.stem] = spec
     _LOADERS.pop(spec.stem, None)
     return spec
@@ -33,6 +35,7 @@ for _spec in SPECS:
 
 
 def all_specs() -> list[DatasetSpec]:
+    plugins.load()
     return list(_SPECS.values())
 
 
@@ -43,6 +46,7 @@ def _keys(spec: DatasetSpec) -> tuple[str, ...]:
 def get_spec(key: str, *, exact_case: bool = False) -> DatasetSpec:
     """Look up by NAME, stem, folder or alias (any case, unless ``exact_case``: DATASET.NAME is
     case-sensitive in runs); a slip suggests the closest DATASET.NAME."""
+    plugins.load()
     key = str(key).strip()
     for spec in _SPECS.values():
         if key in _keys(spec):
@@ -61,6 +65,7 @@ def get_spec(key: str, *, exact_case: bool = False) -> DatasetSpec:
 
 def registered() -> dict[str, DatasetSpec]:
     """NAME -> spec, for every registered dataset."""
+    plugins.load()
     return {s.name: s for s in _SPECS.values()}
 
 

@@ -190,6 +190,7 @@ class Trainer:
             self.model = self.method.build(ctx, for_training=not self.eval_only)
         self.head = self.method.head(cfg)
         if not self.eval_only:
+            self.method.arch(self.model)  # checkpoints store it: a method without one fails now, not after epoch 1
             params = self.method.trainable_parameters(self.model)
             self.optimizer, self.scheduler = build_protocol_optimizer(params, cfg.OPTIM, self.device)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision["used"] == "amp")

@@ -1,6 +1,9 @@
 """Dataset facts the sweep and the tables need, read from the dataset specs: stems, display
 names, order, protocol roles, rough sizes.
 
+The protocols' dataset lists are the built-in specs'; a plug-in dataset (:mod:`mmrl.plugins`)
+runs where ``--datasets`` names it, and is looked up in the registry by stem.
+
 Stems are the names of configs/datasets/<stem>.yaml and the directory names under output/
 (docs/protocol.md#datasets-split-files-and-names).  Display names are DATASET.NAME, which the
 published CSVs also use.
@@ -11,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from mmrl.config import configs_dir
-from mmrl.datasets.registry import all_specs
-
-_SPECS = all_specs()
+from mmrl.config import config_file
+from mmrl.datasets import registry
+from mmrl.datasets.specs import SPECS as _SPECS
+from mmrl.errors import DatasetError
 DEMO = next(s.stem for s in _SPECS if s.builtin_demo)
 
 
@@ -37,13 +40,19 @@ KNOWN_STEMS = tuple(_NAMES) + (DEMO,)
 
 
 def dataset_yaml(stem: str) -> Path:
-    return configs_dir() / "datasets" / f"{stem}.yaml"
+    return config_file("datasets", f"{stem}.yaml")
 
 
 def display_name(stem: str) -> str:
-    """DATASET.NAME for a stem (read from its YAML when it is not one of the 15)."""
+    """DATASET.NAME for a stem (a plug-in's from the registry, else read from its YAML)."""
     if stem in _NAMES:
         return _NAMES[stem]
+    try:
+        spec = registry.get_spec(stem, exact_case=True)
+        if spec.stem == stem:
+            return spec.display_name
+    except DatasetError:
+        pass
     try:
         data = yaml.safe_load(dataset_yaml(stem).read_text()) or {}
         return str(data["DATASET"]["NAME"])
@@ -52,5 +61,5 @@ def display_name(stem: str) -> str:
 
 
 def sizes(stem: str) -> tuple[int, int]:
-    """(classes, test images); small made-up numbers for unknown (synthetic) datasets."""
+    """(classes, test images); small made-up numbers when unknown (synthetic or plug-in datasets)."""
     return _SIZES.get(stem, (10, 100))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mmrl.errors import ConfigError, MMRLError
 from mmrl.sweep import catalog
-from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOLS, Job, chains, expand
+from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOLS, Job, chains, check_config_files, expand
 from mmrl.trainers import registry
 
 LAYOUT = """\
@@ -95,6 +95,7 @@ def _resolve_inputs(args) -> tuple[list[Job], list[str]]:
     jobs = expand(args.protocol, trainers=args.trainers, datasets=datasets,
                   seeds=args.seeds or DEFAULT_SEEDS, shots=args.shots or DEFAULT_SHOTS, root=root.path,
                   output=args.output, extra_opts=args.opts, source=source)
+    check_config_files(jobs)
     # The arguments that rebuild this exact plan (for the sbatch script's --chain tasks).
     again = ["--protocol", args.protocol, "--trainer", *args.trainers, "--root", root.path,
              "--output", args.output, "--source", source,
@@ -197,11 +198,11 @@ def _pending_chains(jobs) -> tuple[list[int], list[list[Job]], dict]:
 
 
 def _print_plan(args, jobs, runner, again) -> int:
-    from mmrl.sweep.printer import command_lines, sbatch_script
+    from mmrl.sweep.printer import command_lines, exports, sbatch_script
     idx, _, states = _pending_chains(jobs)
     lines = command_lines(jobs, runner.prefix, states)
     print(f"# {len(lines)} command(s) to run, in order (complete runs left out); cwd {os.getcwd()}")
-    for line in lines:
+    for line in (exports() if lines else []) + lines:
         print(line)
     if not idx:
         print("# nothing to run: every job is complete or running elsewhere")

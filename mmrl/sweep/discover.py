@@ -14,6 +14,8 @@ from mmrl.sweep.plan import DEFAULT_SEEDS, DEFAULT_SHOTS, check_protocol
 from mmrl.trainers import registry
 
 CD_CFG = "vit_b16_cross_datasets"
+_PROTOCOL_DATASETS = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS, "cd": catalog.CD_TARGETS,
+                      "dg": catalog.DG_TARGETS}
 _SEED = re.compile(r"^seed(-?\d+)$")
 _SHOTS = re.compile(r"^shots_(\d+)$")
 
@@ -105,8 +107,10 @@ def select(output: str, protocol: str, *, trainers=None, datasets=None, seeds=No
     if datasets is None:
         if demo_only:
             datasets = [catalog.DEMO]
-        elif whole_protocol or not f.stems:
+        elif not f.stems:
             datasets = None  # expand() uses the protocol's list
+        elif whole_protocol:  # the protocol's list, and the plug-in datasets that were run
+            datasets = order_stems(set(_PROTOCOL_DATASETS[protocol]) | f.stems)
         else:
             datasets = order_stems(f.stems)
     if shots is None:

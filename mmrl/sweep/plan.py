@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from mmrl.config import configs_dir
+from mmrl.config import config_file
 from mmrl.errors import ConfigError
 from mmrl.sweep import catalog
 from mmrl.trainers import registry
@@ -87,7 +87,19 @@ def _absolute(path: Path) -> str:
 
 
 def trainer_config_file(trainer: str, cfg: str) -> str:
-    return _absolute(configs_dir() / "trainers" / registry.get(trainer).config_folder() / f"{cfg}.yaml")
+    return _absolute(config_file("trainers", registry.get(trainer).config_folder(), f"{cfg}.yaml"))
+
+
+def check_config_files(jobs: list[Job]) -> None:
+    """Refuse, before any job starts, a plan whose config files are missing (else every job of
+    that trainer or dataset would fail on it)."""
+    for job in jobs:
+        for flag, what in (("--dataset-config-file", f"--datasets {job.dataset}"),
+                           ("--config-file", f"--trainers {job.trainer}")):
+            path = job.argv[job.argv.index(flag) + 1]
+            if not os.path.isfile(path):
+                raise ConfigError(f"{what} has no config file {path}; write it, or for a plug-in put it in a "
+                                  f"folder and set MMRL_CONFIGS to that folder (which needs only your own files)")
 
 
 def run_dir(output: str, *parts: str) -> str:

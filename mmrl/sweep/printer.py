@@ -9,10 +9,15 @@ can be resubmitted after a timeout and continues where it stopped.
 """
 from __future__ import annotations
 
+import os
 import shlex
 
+from mmrl import plugins
 from mmrl.sweep.plan import Job
 from mmrl.sweep.state import JobState
+
+# What a task needs from the submitting shell to see its plug-ins and their config files.
+CARRIED = (plugins.ENV, "MMRL_CONFIGS")
 
 
 def command_lines(jobs: list[Job], prefix: tuple[str, ...], states: dict[str, JobState]) -> list[str]:
@@ -25,6 +30,11 @@ def command_lines(jobs: list[Job], prefix: tuple[str, ...], states: dict[str, Jo
             lines.append(f"# {job.run_dir}: {st.detail}; move it aside before rerunning")
         lines.append(shlex.join([*prefix, *job.argv]))
     return lines
+
+
+def exports() -> list[str]:
+    """The shell lines that give a job this process's plug-in variables."""
+    return [f"export {k}={shlex.quote(os.environ[k])}" for k in CARRIED if os.environ.get(k)]
 
 
 def _ranges(indices: list[int]) -> str:
@@ -63,6 +73,7 @@ def sbatch_script(chain_indices: list[int], sweep_argv: list[str], *, cwd: str, 
         "# Resubmitting this script is safe: complete runs are skipped, partial ones resume.",
         "set -euo pipefail",
         f"cd {shlex.quote(cwd)}",
+        *exports(),
         f"exec {shlex.quote(python)} -m mmrl sweep {shlex.join(sweep_argv)} --executor local "
         '--chain "$SLURM_ARRAY_TASK_ID"',
         "",

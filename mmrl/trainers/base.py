@@ -1,8 +1,9 @@
 """What a method (a ``--trainer``) declares, in one place; the engine, the sweep, the tables
 and the plots ask this, never a method's name.
 
-A method is one module under ``mmrl/trainers/`` with one :class:`Method` subclass, registered
-in :mod:`mmrl.trainers.registry`; its YAML files live in ``configs/trainers/<config_dir>/``.
+A method is one module under ``mmrl/trainers/`` (or a plug-in's, :mod:`mmrl.plugins`) with one
+:class:`Method` subclass, registered in :mod:`mmrl.trainers.registry`; its YAML files live in
+``configs/trainers/<config_dir>/`` (a plug-in's in the folder $MMRL_CONFIGS names).
 """
 from __future__ import annotations
 
@@ -182,7 +183,11 @@ class Method:
 
     def arch(self, model: nn.Module) -> dict[str, Any]:
         """What fixes the shapes of its checkpoint (stored with it)."""
-        return model.spec.to_dict()
+        spec = getattr(model, "spec", None)
+        if not callable(getattr(spec, "to_dict", None)):
+            raise ConfigError(f"{self.name} ({type(self).__module__}): its model has no spec.to_dict(); define "
+                              f"arch(model) returning what fixes its checkpoint's shapes (a dict build_for_eval reads)")
+        return spec.to_dict()
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]

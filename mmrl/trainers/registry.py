@@ -1,16 +1,14 @@
 """The registered methods, by name.
 
-The built-in methods are the modules listed in BUILTIN; more come from the modules named in
-$MMRL_METHOD_MODULES (comma-separated import paths, each calling :func:`register`), so that a
-method living outside this package runs through train.py, the sweep (whose jobs are separate
-processes that inherit the variable) and the tables alike.
+The built-in methods are the modules listed in BUILTIN; more come from plug-ins
+(:mod:`mmrl.plugins`: modules calling :func:`register`), imported after them.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
-import os
 
+from mmrl import plugins
 from mmrl.errors import ConfigError
 from mmrl.trainers.base import Method
 
@@ -18,7 +16,6 @@ from mmrl.trainers.base import Method
 BUILTIN = ("mmrl.trainers.zeroshot_clip", "mmrl.trainers.coop", "mmrl.trainers.cocoop", "mmrl.trainers.kgcoop",
            "mmrl.trainers.ivlp", "mmrl.trainers.maple", "mmrl.trainers.promptsrc",
            "mmrl.trainers.mmrl", "mmrl.trainers.mmrlpp")
-ENV = "MMRL_METHOD_MODULES"
 
 _methods: dict[str, Method] = {}
 _loaded = False
@@ -28,16 +25,29 @@ def register(method: Method) -> Method:
     """Add ``method`` (an instance) after the built-ins; a second method of the same name is refused."""
     if not _loaded and type(method).__module__ not in BUILTIN:
         _load()
-    if not method.name or not method.model_folder and method.trains:
-        raise ConfigError(f"{type(method).__name__}: a method needs a name and, if it trains, a model_folder")
     have = _methods.get(method.name)
     if have is not None and type(have) is not type(method):
         raise ConfigError(f"a method named {method.name!r} is already registered ({type(have).__module__}); "
                           f"choose another name")
+    _check(method)
     method.display = method.display or method.name
     method.published_key = method.published_key or method.display
     _methods[method.name] = method
     return method
+
+
+def _check(method: Method) -> None:
+    """Refuse a method that a run would fail on later (a plug-in's slip, named with the fix)."""
+    who = f"{type(method).__name__} ({type(method).__module__})"
+    if not method.name or not method.model_folder and method.trains:
+        raise ConfigError(f"{who}: a method needs a name and, if it trains, a model_folder")
+    for attr in ("build", "build_for_eval") if method.trains else ("build",):
+        if getattr(type(method), attr) is getattr(Method, attr):
+            raise ConfigError(f"{who}: define {attr}() (docs/architecture.md#methods)")
+    if method.trains and type(method).precision is Method.precision \
+            and "PREC" not in method.config_blocks().get(method.block_key, {}):
+        raise ConfigError(f"{who}: its config block TRAINER.{method.block_key} needs a PREC key (its training "
+                          f"arithmetic, e.g. \"fp32\"), or define precision(cfg)")
 
 
 def _load() -> None:
@@ -45,15 +55,9 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    extra = [m.strip() for m in os.environ.get(ENV, "").split(",") if m.strip()]
-    for module in (*BUILTIN, *extra):
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            if module in BUILTIN or e.name != module:
-                raise
-            raise ConfigError(f"${ENV} names {module!r}, which cannot be imported ({e}); fix the name or "
-                              f"put its folder on PYTHONPATH") from None
+    for module in BUILTIN:
+        importlib.import_module(module)
+    plugins.load()
 
 
 def methods() -> list[Method]:
