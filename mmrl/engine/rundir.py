@@ -205,6 +205,21 @@ def state_files(out: Path) -> list[str]:
     return found
 
 
+def remove_temp_files(out: Path) -> list[str]:
+    """Remove what a killed writer left under a temp name (``fileio.atomic_path``'s
+    ``.<name>.<random>.tmp``) in the run directory and its model folders; returns their names.
+    Only the lock's holder calls this: no live writer owns them."""
+    folders = [out, *(out / name for name in registry.model_folders())]
+    gone = []
+    for folder in folders:
+        if folder.is_dir():
+            for p in sorted(folder.glob(".*.tmp")):
+                if p.is_file() and not p.is_symlink():
+                    p.unlink()
+                    gone.append(str(p.relative_to(out)))
+    return gone
+
+
 # ---------------------------------------------------------------------------------------------
 # The lock
 
