@@ -266,6 +266,23 @@ def test_promptsrc_killed_in_its_final_test_resumes_with_its_aggregate(tmp_path)
     assert run_main(promptsrc(full)) == 0
     killed_at(promptsrc(out), "predictions.npz")
     assert run_main(promptsrc(out)) == 0
-    assert "epoch [3/3]" not in (out / "log.txt").read_text().split("Arguments")[-1]  # nothing trained again
+    logs = (out / "log.txt").read_text().split("Arguments")
+    assert "epoch [3/3]" in logs[-2] and "epoch [3/3]" not in logs[-1]  # nothing trained again
     pa, pb = np.load(full / "predictions.npz"), np.load(out / "predictions.npz")
     assert np.array_equal(pa["logits"], pb["logits"]) and record(full)["metrics"] == record(out)["metrics"]
+
+
+def test_a_filesystem_without_file_locks_is_named_not_misread(data_root, tmp_path, monkeypatch, capsys):
+    """Lustre without -o flock answers ENOSYS: the run cannot be guarded against a second host, and
+    the message says so (not "remove whatever is at that path")."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "run"
+    assert run_main(argv(data_root, out, epochs=1)) == 2
+    err = capsys.readouterr().err
+    assert "does not support file locks" in err and "remove whatever" not in err and "Traceback" not in err
+    assert not (out / "record.json").exists()
