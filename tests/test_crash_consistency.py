@@ -10,13 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mmrl.engine.run import main as run_main
+from mmrl.engine.run import main as run_main, main_many
 from engine_helpers import REPO, argv, final_state, record, write_eurosat
 
 MODEL = "MultiModalRepresentationLearner"
@@ -111,6 +112,7 @@ def test_training_killed_then_rerun_equals_the_uninterrupted_run(data_root, full
     assert no_temp_files(out) == []
 
 
+@pytest.mark.slow
 def test_zero_byte_resume_file_is_refused_never_completed(data_root, tmp_path, monkeypatch):
     """What an older non-atomic writer or a full disk leaves: a clear refusal naming the file."""
     out = tmp_path / "run"
@@ -173,7 +175,7 @@ def test_eval_many_killed_between_its_runs_completes_only_the_rest(data_root, fu
     killed_at(jobs, "predictions.npz", 2, "before", entry="many")
     assert [record(o)["status"] for o in outs] == ["complete", "running"]
     first = (outs[0] / "record.json").read_bytes()
-    assert run_main.__module__ and __import__("mmrl.engine.run", fromlist=["x"]).main_many(jobs) == [0, 0]
+    assert main_many(jobs) == [0, 0]
     assert (outs[0] / "record.json").read_bytes() == first  # the finished one is not redone
     assert all(record(o)["status"] == "complete" and same_predictions(eval_reference, o) for o in outs)
 
@@ -195,6 +197,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+@pytest.mark.slow
 def test_a_lock_of_a_killed_process_is_free_and_one_handed_down_is_kept(tmp_path):
     from mmrl.engine.rundir import RunLock, is_locked
     run = tmp_path / "run"
@@ -215,7 +218,7 @@ def test_a_lock_of_a_killed_process_is_free_and_one_handed_down_is_kept(tmp_path
     for _ in range(100):  # until the kernel has closed its files
         if not is_locked(run):
             break
-        __import__("time").sleep(0.05)
+        time.sleep(0.05)
     assert not is_locked(run)
 
 
