@@ -289,3 +289,22 @@ def test_a_filesystem_without_file_locks_is_named_not_misread(data_root, tmp_pat
     err = capsys.readouterr().err
     assert "does not support file locks" in err and "remove whatever" not in err and "Traceback" not in err
     assert not (out / "record.json").exists()
+
+
+def test_the_lock_probe_works_where_an_exclusive_flock_needs_write_access(tmp_path, monkeypatch):
+    """On NFS flock is a byte-range lock, and an exclusive one needs a file open for writing
+    (flock(2)): the probe a sweep makes before deciding must not fail there."""
+    import errno
+    import fcntl
+    from mmrl.engine.rundir import RunLock, is_locked
+    real = fcntl.flock
+
+    def nfs_flock(fd, op):
+        if op & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return real(fd, op)
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    run = tmp_path / "run"
+    with RunLock(run) as held:
+        assert held.acquire() and is_locked(run)
+    assert not is_locked(run)

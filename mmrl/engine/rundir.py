@@ -306,7 +306,9 @@ def is_locked(run_dir: str | os.PathLike) -> bool:
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # shared: a holder's lock is exclusive, and on NFS (a byte-range lock there) an exclusive
+        # one needs the file open for writing
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
