@@ -18,6 +18,8 @@ import pytest
 import torch
 
 from mmrl.engine.run import main as run_main, main_many
+from mmrl.results.collect import read_job
+from mmrl.sweep.plan import Job
 from engine_helpers import REPO, argv, final_state, record, write_eurosat
 
 MODEL = "MultiModalRepresentationLearner"
@@ -159,6 +161,11 @@ def test_evaluation_killed_while_caching_or_writing_then_rerun_equals_a_plain_on
     args = eval_argv(data_root, full, out, cache)
     killed_at(args, name, 1, when)
     assert record(out)["status"] == "running" and not (out / "predictions.npz").exists()
+    # the tables read nothing from it, though its log.txt may already print the result block
+    job = Job("b2n", "MMRL", "eurosat", 4, 1, "vit_b16", "eval", "novel", str(out), tuple(args), model_dir=str(full))
+    assert ("=> result" in (out / "log.txt").read_text()) == (name == "predictions.npz")
+    got = read_job(job)
+    assert got.value is None and "running" in got.source
     assert run_main(args) == 0
     assert record(out)["status"] == "complete" and same_predictions(eval_reference, out)
     assert "Test image cache: building" in (out / "log.txt").read_text().split("Arguments")[-1] or \
