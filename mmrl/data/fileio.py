@@ -11,13 +11,19 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """A temp path beside ``dest`` to write to; moved onto ``dest`` only if the block succeeds."""
+    """A temp path beside ``dest`` to write to; moved onto ``dest`` only if the block succeeds,
+    after its data is on disk (else a host crash can leave the rename without the data)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

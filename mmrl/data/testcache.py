@@ -15,7 +15,8 @@ the pixels are made from is checked on every use: each image's size, mtime and c
 (nanoseconds; one stat per file, cheap on ImageNet-sized splits) must equal those recorded
 in the header's digest, else the cache is rebuilt and the log says why. The files are
 written to temporary names and renamed; the header goes last, so a file without a matching
-header is never read. Builders of the same key serialise on a lock file.
+header is never read. Builders of the same key serialise on a lock file; the holder deletes the
+temp files of a build that was killed.
 
 Cache dir: TEST.CACHE_DIR; "" = ``$MMRL_CACHE/testcache`` (default ``~/.cache/mmrl/testcache``);
 "none" disables the cache. Short disk, an unwritable folder or a transform the cache cannot
@@ -162,6 +163,14 @@ def _read_header(path: Path) -> dict | None:
         return None
 
 
+def _remove_killed_builds(folder: Path, key: str) -> None:
+    """Delete the temp files of a build that was killed (``atomic_path``'s ``.<name>.<random>.tmp``):
+    a test split's worth of disk each. Called under the key's lock, so no live build owns them."""
+    for tmp in folder.glob(f".{key}.*.tmp"):
+        log.info("Test image cache: removing %s, left by a build that was killed", tmp)
+        tmp.unlink(missing_ok=True)
+
+
 def _stale_reason(header: dict | None, data_path: Path, expect: dict, stats: np.ndarray,
                   stats_path: Path) -> str | None:
     """Why the cache at ``data_path`` cannot be used (None: it can)."""
@@ -241,6 +250,7 @@ def prepare_test_cache(items: Sequence[Item], transform: Any, cache_dir: str | o
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder / f"{key}.lock"):
+            _remove_killed_builds(folder, key)
             header = _read_header(header_path)
             stats = file_stats(items)
             why = _stale_reason(header, data_path, expect, stats, stats_path)

@@ -184,6 +184,9 @@ class Run:
         cfg, args = self.cfg, self.args
         _check_output_dir(self.out)
         self.lock = _lock(self.out)
+        left = rundir.remove_temp_files(self.out)
+        if left:
+            print(f"Removed what a killed run left half-written in {self.out}: {', '.join(left)}")
         self.record = {
             "schema": SCHEMA, "status": "running", "error": None, "mode": "eval" if args.eval_only else "train",
             "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME, "task": cfg.TASK, "seed": cfg.SEED,

@@ -41,7 +41,10 @@ Writes are atomic (temp file + rename), so a reader never sees half a record.
 
 The lock sits beside the run directory, not inside it: a sweep may move the directory aside
 (history) while it holds the lock. ``fcntl.flock`` locks belong to the open file, so the
-kernel drops them when the holder dies: no stale locks. A sweep holds the lock while it
+kernel drops them when the holder dies: no stale locks. Across hosts the lock holds where the
+shared filesystem implements flock (NFS with locking, CephFS, GPFS, Lustre with -o flock); a
+filesystem that refuses flock is refused, one that keeps locks per host (Lustre -o localflock,
+NFS -o nolock) cannot be told apart from a local one. A sweep holds the lock while it
 decides, and hands the open file to the train.py it starts (``LOCK_FDS_ENV``), so exactly
 one lock guards a run from decision to record.
 """
@@ -56,7 +59,7 @@ from typing import Any
 
 from mmrl.config import RunArgs, config_hash, resolve_config
 from mmrl.data.fileio import atomic_write_text
-from mmrl.errors import CheckpointError, RecordError
+from mmrl.errors import CheckpointError, RecordError, RunError
 from mmrl.trainers import registry
 from mmrl.utils.download import sha256_file
 
@@ -205,6 +208,21 @@ def state_files(out: Path) -> list[str]:
     return found
 
 
+def remove_temp_files(out: Path) -> list[str]:
+    """Remove what a killed writer left under a temp name (``fileio.atomic_path``'s
+    ``.<name>.<random>.tmp``) in the run directory and its model folders; returns their names.
+    Only the lock's holder calls this: no live writer owns them."""
+    folders = [out, *(out / name for name in registry.model_folders())]
+    gone = []
+    for folder in folders:
+        if folder.is_dir():
+            for p in sorted(folder.glob(".*.tmp")):
+                if p.is_file() and not p.is_symlink():
+                    p.unlink()
+                    gone.append(str(p.relative_to(out)))
+    return gone
+
+
 # ---------------------------------------------------------------------------------------------
 # The lock
 
@@ -256,6 +274,11 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             return False
+        except OSError as e:
+            os.close(fd)
+            raise RunError(f"cannot lock {self.path} ({e.strerror or e}): the run directory's filesystem does not "
+                           f"support file locks (flock), so nothing would keep a second process or host off this "
+                           f"run. Put the runs on a filesystem with locks (Lustre: mount with -o flock).") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for a human wondering who holds it
         self.fd = fd
@@ -283,7 +306,9 @@ def is_locked(run_dir: str | os.PathLike) -> bool:
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # shared: a holder's lock is exclusive, and on NFS (a byte-range lock there) an exclusive
+        # one needs the file open for writing
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:

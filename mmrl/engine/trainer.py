@@ -267,17 +267,18 @@ class Trainer:
                                             arch=self.method.arch(self.model), optimizer=self.optimizer.state_dict(),
                                             scheduler=self.scheduler.state_dict())
                 log.info("Checkpoint saved to %s", path)
-            if not last:
-                self.save_resume(epoch + 1)
+            # after the last epoch too (after its checkpoint): a run killed in its final test
+            # resumes into that test instead of training again
+            self.save_resume(epoch + 1)
             if fault is not None and int(fault) == epoch + 1 and not last:
                 raise KeyboardInterrupt(f"MMRL_FAULT_AFTER_EPOCH={fault}")
-        self._resume_path().unlink(missing_ok=True)
         self.timings["train_s"] = time.time() - t0
         log.info("Finish training")
         metrics = {}
         if not self.cfg.TEST.NO_TEST:
             log.info("Deploy the last-epoch model")
             metrics = self.test()
+        self._resume_path().unlink(missing_ok=True)
         log.info("Elapsed: %s", datetime.timedelta(seconds=round(time.time() - t0)))
         return metrics
 
