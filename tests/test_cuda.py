@@ -152,6 +152,25 @@ def test_baselines_graphed_sgd_steps_equal_eager_steps(tiny_clip, trainer, prec)
 
 
 @pytest.mark.parametrize("graphs", [False, True])
+def test_fused_sgd_after_skipped_first_steps_equals_the_reference(graphs):
+    """The scaler skips the first two steps: fused SGD keeps no momentum from them, and the graph
+    is captured only after SGD's first applied step (step 3 eager, captured at 4, 5 and 6 replayed)."""
+    from test_train_step import TinyClassifier, assert_same_sgd_state, batches, reference_sgd_run
+    data, overflow_at = batches(6, CUDA), {0, 1}
+    model = TinyClassifier().to(CUDA)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 8)
+    step = TrainStep(model, opt, scaler, "fp32", CUDA, graphs=graphs)
+    for i, (x, y) in enumerate(data):
+        model.overflow = i in overflow_at  # read when the hook runs: eager steps only
+        step(x, y)
+    assert step.replays == (3 if graphs else 0)
+    ref, ref_opt, ref_scaler = reference_sgd_run(data, overflow_at, "cuda")
+    assert scaler.get_scale() == ref_scaler.get_scale() == 2.0 ** 6
+    assert_same_sgd_state(model, opt, ref, ref_opt)
+
+
+@pytest.mark.parametrize("graphs", [False, True])
 def test_amp_overflow_skips_the_step_and_backs_off_the_scale(tiny_clip, graphs):
     start = make(copy.deepcopy(tiny_clip).to(CUDA), rep_dim=48).state_dict()
     model, step, scaler, losses = _steps(tiny_clip, "amp", graphs, n=3, init_scale=2.0 ** 100)
