@@ -55,7 +55,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run if selected, within its limit an
     python3 -c "import torch, open_clip; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'open_clip', open_clip.__version__, 'cpus', __import__('os').cpu_count())"
 } 2>&1 | tee -a "$log"
 
-stage tests 80 python3 -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA
+stage tests 120 python3 -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA
 stage startup 90 python3 bench/startup.py --device cuda --repeats 2 --json
 stage step-eurosat 50 python3 bench/step.py --device cuda --case eurosat --paths fast,graph,reference --json
 stage step-classes 45 python3 bench/step.py --device cuda --case imagenet --classes 5,19,24,50,98,199 \
