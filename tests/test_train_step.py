@@ -55,14 +55,15 @@ def assert_same_sgd_state(model, opt, ref, ref_opt):
                                    rtol=1e-6, atol=1e-7, msg=name)
 
 
-def test_fused_sgd_step_skipped_by_the_scaler_leaves_no_momentum():
+@pytest.mark.parametrize("fused", [True, False])
+def test_an_sgd_step_skipped_by_the_scaler_leaves_no_momentum(fused):
     """Fused SGD creates its momentum buffers (uninitialised) before the kernel that the scaler's
     inf flag then skips: the next step would add momentum x garbage. The step must leave the
     optimiser as the reference's skipped step does (no buffer), and the run equal the reference's."""
     data = batches(4)
     overflow_at = {0, 1}  # the scaler's first steps are commonly skipped while its scale calibrates
     model = TinyClassifier()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=fused)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
     step = TrainStep(model, opt, scaler, "fp32", torch.device("cpu"), graphs=False)
     for i, (x, y) in enumerate(data):

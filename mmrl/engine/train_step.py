@@ -102,9 +102,9 @@ class TrainStep:
         self.scaler.update()
         if scale is not None and self.scaler.get_scale() < scale:  # backed off: the scaler skipped this step
             # fused SGD made the buffers (uninitialised) before its kernel saw the inf flag: forget
-            # them, as the reference's skipped step never makes them
+            # them, as the reference's skipped step (plain SGD is never called) never makes them
             for p in fresh:
-                del self.optimizer.state[p]["momentum_buffer"]
+                self.optimizer.state[p].pop("momentum_buffer", None)
         self._momentum_pending = bool(_params_without_momentum(self.optimizer))
         return loss.detach(), fused.detach()
 
