@@ -145,10 +145,11 @@ def baseline_steps(tiny_clip, trainer, prec, graphs, device=CUDA, n=6, names=EUR
     return model, step, losses
 
 
-@pytest.mark.parametrize("trainer,prec,names,batch",
-                         [(t, p, EUROSAT, 4) for t in ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "PromptSRC")
-                          for p in ("fp32", "amp")]
-                         + [("CoOp", "amp", IMAGENET40, 32), ("PromptSRC", "amp", IMAGENET40, 32)])
+@pytest.mark.parametrize("trainer,prec,names,batch", [
+    pytest.param(t, p, names, b, id=f"{t}-{p}-{len(names)}cls-b{b}")
+    for t, p, names, b in [(t, p, EUROSAT, 4) for t in ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "PromptSRC")
+                           for p in ("fp32", "amp")]
+    + [("CoOp", "amp", IMAGENET40, 32), ("PromptSRC", "amp", IMAGENET40, 32)]])
 def test_baselines_graphed_sgd_steps_equal_eager_steps(tiny_clip, trainer, prec, names, batch):
     eager, _, l_eager = baseline_steps(tiny_clip, trainer, prec, graphs=False, names=names, batch=batch)
     graphed, step, l_graph = baseline_steps(tiny_clip, trainer, prec, graphs=True, names=names, batch=batch)
