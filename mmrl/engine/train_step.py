@@ -40,6 +40,18 @@ def build_adamw(params, device: torch.device, **hyper) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, fused=cuda, capturable=cuda, **hyper)
 
 
+KERNEL_FLAGS = ("fused", "capturable", "foreach")
+
+
+def state_for(optimizer: torch.optim.Optimizer, saved: dict) -> dict:
+    """``saved`` (an optimizer state_dict, maybe written on another device) with ``optimizer``'s
+    kernel choices, for ``optimizer.load_state_dict``: torch would take the writer's (CUDA's
+    fused capturable AdamW on the CPU, the CPU's uncapturable one under a CUDA graph)."""
+    groups = [dict(g, **{k: cur[k] for k in KERNEL_FLAGS if k in cur})
+              for g, cur in zip(saved["param_groups"], optimizer.param_groups)]
+    return {**saved, "param_groups": groups}
+
+
 def _params_without_momentum(optimizer) -> list[torch.Tensor]:
     """SGD parameters with a gradient but no momentum buffer yet (their next step creates it)."""
     if not isinstance(optimizer, torch.optim.SGD):
