@@ -248,3 +248,18 @@ def test_checkpoints_cross_devices_and_eval_many_equals_single_runs(data_root, t
         np.testing.assert_allclose(logits(tmp_path / f"many{s}"), logits(tmp_path / f"eval_{t.name}_cuda"),
                                    rtol=0, atol=1e-5)
         assert record(tmp_path / f"many{s}")["precision"]["test_used"] == "fp32"
+
+
+@pytest.mark.parametrize("prec", ["fp32", "amp"])
+def test_a_run_begun_on_the_cpu_resumes_on_cuda_with_graphed_fused_steps(data_root, tmp_path, monkeypatch, prec):
+    """The resume file holds the CPU's plain AdamW groups (and, for amp, which is fp32 there, no
+    grad scaler state); on CUDA the run continues with the fused, capturable optimiser and, for
+    amp, a fresh grad scaler, its steps replayed from CUDA graphs."""
+    out = tmp_path / "moved"
+    monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+    assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", prec, "USE_CUDA", "False"])) != 0
+    monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", prec])) == 0
+    rec = record(out)
+    assert rec["status"] == "complete" and rec["train_step"]["replayed_steps"] > 0
+    assert rec["precision"]["used"] == prec

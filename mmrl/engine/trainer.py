@@ -240,7 +240,11 @@ class Trainer:
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state_for(self.optimizer, state["optimizer"]))
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] or not self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        else:  # USE_CUDA is no part of a run's identity: amp steps continue fp32 ones (written on the CPU)
+            log.warning("%s was written by training steps without a grad scaler (no amp, e.g. on the CPU); "
+                        "the amp steps from here start from a fresh loss scale", path)
         if self.epoch_hook:
             self.epoch_hook.load_state_dict(state.get("epoch_hook") or {})
         set_rng_state(state["rng"])
