@@ -4,9 +4,10 @@
 # 1. the `cuda` tests; 2. train steps (fast, graphed, straightforward) at the protocol's batches and
 # precision, and per class count for the protocol projection (bench/projection.py); 3. end-to-end
 # train.py + eval under amp and bf16; 4. evaluation throughput through the real loader.
-# Packages the machine lacks (open_clip, yacs, ftfy) are installed from wheels in .whl/ if present:
+# Packages the machine lacks (open_clip and its tokenizer's ftfy and regex, yacs, tabulate) are
+# installed from wheels in .whl/ if present (the machine reaches no index; carry .whl to it):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux2014_x86_64 -d .whl open_clip_torch ftfy wcwidth yacs
+#     --platform manylinux2014_x86_64 -d .whl open_clip_torch ftfy wcwidth regex yacs tabulate
 # Each stage has its own time limit within DEADLINE (seconds, default 470), so one that hangs costs
 # only its share; STAGES="tests e2e" runs a selection (step-baselines, the six baselines' steps, only when named). Results are appended to $OUT/results.jsonl
 # (one JSON line per benchmark), everything printed to $OUT/gpu.log.
@@ -15,13 +16,15 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if ! python3 -c "import open_clip, yacs, ftfy" 2>/dev/null; then
+needs="import open_clip, open_clip.tokenizer, yacs, ftfy, tabulate"
+if ! python3 -c "$needs" 2>/dev/null; then
     if compgen -G ".whl/*.whl" >/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/mmrl-site \
             .whl/*.whl || exit 1
         export PYTHONPATH="$PYTHONPATH:/tmp/mmrl-site"
+        python3 -c "$needs" || exit 1  # a package missing from .whl/: its name is in the error above
     else
-        echo "open_clip / yacs / ftfy missing and no wheels in .whl/ (see the header of this script)" >&2
+        echo "missing packages ($needs failed) and no wheels in .whl/ (see the header of this script)" >&2
         exit 1
     fi
 fi
@@ -55,7 +58,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run if selected, within its limit an
     python3 -c "import torch, open_clip; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'open_clip', open_clip.__version__, 'cpus', __import__('os').cpu_count())"
 } 2>&1 | tee -a "$log"
 
-stage tests 80 python3 -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA
+stage tests 120 python3 -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rA
 stage startup 90 python3 bench/startup.py --device cuda --repeats 2 --json
 stage step-eurosat 50 python3 bench/step.py --device cuda --case eurosat --paths fast,graph,reference --json
 stage step-classes 45 python3 bench/step.py --device cuda --case imagenet --classes 5,19,24,50,98,199 \

@@ -3,11 +3,13 @@
 Marked ``cuda``: skipped where no GPU is visible (CI), run by ``bench/gpu.sh`` on a GPU machine.
 """
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import mmrl
 from mmrl.engine.precision import autocast_context
 from mmrl.engine.run import main as run_main
 from mmrl.engine.train_step import TrainStep, build_adamw
@@ -21,6 +23,8 @@ pytestmark = [pytest.mark.cuda,
 
 CUDA = torch.device("cuda")
 EUROSAT = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Sea or Lake"]
+# 40 ImageNet names: two text length groups, not in class order (the plan's scatter runs)
+IMAGENET40 = (Path(mmrl.__file__).parent / "resources" / "imagenet_clip_classnames.txt").read_text().splitlines()[:40]
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +36,10 @@ def _exact_fp32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def make(clip, trainer="MMRL", rep_dim=512, seed=1):
+def make(clip, trainer="MMRL", rep_dim=512, seed=1, names=EUROSAT):
     torch.manual_seed(seed)
     m = MultiModalRepresentationLearner(ArchSpec(trainer=trainer, rep_dim=rep_dim), clip,
-                                        Prompts.build(EUROSAT, "a centered satellite photo of {}."),
+                                        Prompts.build(names, "a centered satellite photo of {}."),
                                         Behaviour(alpha=0.7, beta=0.7, reg_weight=0.5))
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():  # off the init: zeros in B would hide errors
@@ -84,8 +88,8 @@ def test_fast_path_equals_reference_in_every_precision(vitb16_clip, trainer):
             assert rel_f <= 2 * rel_r + 4 * eps, f"{prec}: gradient {i} off by {rel_f:.3g} (reference {rel_r:.3g})"
 
 
-def _steps(tiny_clip, prec, graphs, n=6, init_scale=2.0 ** 16):
-    model = make(copy.deepcopy(tiny_clip).to(CUDA), rep_dim=48)
+def _steps(tiny_clip, prec, graphs, n=6, init_scale=2.0 ** 16, names=EUROSAT, batch=4):
+    model = make(copy.deepcopy(tiny_clip).to(CUDA), rep_dim=48, names=names)
     opt = build_adamw([p for p in model.parameters() if p.requires_grad], CUDA, lr=1e-3, weight_decay=0.01)
     scaler = torch.amp.GradScaler("cuda", enabled=prec == "amp", init_scale=init_scale)
     step = TrainStep(model, opt, scaler, prec, CUDA, graphs=graphs)
@@ -96,23 +100,24 @@ def _steps(tiny_clip, prec, graphs, n=6, init_scale=2.0 ** 16):
             step.new_epoch()  # the lr changes between epochs: the graph is captured again
             for group in opt.param_groups:
                 group["lr"] = 5e-4
-        images = torch.randn(4, 3, 224, 224, generator=g).to(CUDA)
-        labels = torch.randint(0, 5, (4,), generator=g).to(CUDA)
+        images = torch.randn(batch, 3, 224, 224, generator=g).to(CUDA)
+        labels = torch.randint(0, len(names), (batch,), generator=g).to(CUDA)
         losses.append(float(step(images, labels)[0]))
     return model, step, scaler, losses
 
 
+@pytest.mark.parametrize("names,batch", [(EUROSAT, 4), (IMAGENET40, 32)], ids=["5cls-b4", "40cls-b32"])
 @pytest.mark.parametrize("prec", ["fp32", "amp", "bf16"])
-def test_graphed_steps_equal_eager_steps(tiny_clip, prec):
-    eager, _, _, l_eager = _steps(tiny_clip, prec, graphs=False)
-    graphed, step, _, l_graph = _steps(tiny_clip, prec, graphs=True)
+def test_graphed_steps_equal_eager_steps(tiny_clip, prec, names, batch):
+    eager, _, _, l_eager = _steps(tiny_clip, prec, graphs=False, names=names, batch=batch)
+    graphed, step, _, l_graph = _steps(tiny_clip, prec, graphs=True, names=names, batch=batch)
     assert step.graphs and step.replays == 4  # steps 2, 3 (epoch 1) and 5, 6 (epoch 2)
     assert l_eager == l_graph
     for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after graphed steps"
 
 
-def baseline_steps(tiny_clip, trainer, prec, graphs, device=CUDA, n=6):
+def baseline_steps(tiny_clip, trainer, prec, graphs, device=CUDA, n=6, names=EUROSAT, batch=4):
     """``n`` SGD steps of a baseline built as the engine builds it (its official initial tensors)."""
     from mmrl.config import get_default_config
     from mmrl.engine.schedule import build_sgd
@@ -123,7 +128,7 @@ def baseline_steps(tiny_clip, trainer, prec, graphs, device=CUDA, n=6):
     clip = copy.deepcopy(tiny_clip).to(device)
     torch.manual_seed(1)
     method = registry.get(trainer)
-    model = method.build(BuildContext(cfg, EUROSAT, "a photo of a {}.", device, lambda name: clip), for_training=True)
+    model = method.build(BuildContext(cfg, names, "a photo of a {}.", device, lambda name: clip), for_training=True)
     opt = build_sgd(method.trainable_parameters(model), device, cfg.OPTIM)
     scaler = torch.amp.GradScaler(device.type, enabled=prec == "amp")
     step = TrainStep(model, opt, scaler, prec, device, graphs=graphs)
@@ -134,21 +139,43 @@ def baseline_steps(tiny_clip, trainer, prec, graphs, device=CUDA, n=6):
             step.new_epoch()
             for group in opt.param_groups:
                 group["lr"] = 1e-3
-        images = torch.randn(4, 3, 224, 224, generator=g).to(device)
-        labels = torch.randint(0, 5, (4,), generator=g).to(device)
+        images = torch.randn(batch, 3, 224, 224, generator=g).to(device)
+        labels = torch.randint(0, len(names), (batch,), generator=g).to(device)
         losses.append(float(step(images, labels)[0]))
     return model, step, losses
 
 
-@pytest.mark.parametrize("trainer", ["CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "PromptSRC"])
-@pytest.mark.parametrize("prec", ["fp32", "amp"])
-def test_baselines_graphed_sgd_steps_equal_eager_steps(tiny_clip, trainer, prec):
-    eager, _, l_eager = baseline_steps(tiny_clip, trainer, prec, graphs=False)
-    graphed, step, l_graph = baseline_steps(tiny_clip, trainer, prec, graphs=True)
+@pytest.mark.parametrize("trainer,prec,names,batch", [
+    pytest.param(t, p, names, b, id=f"{t}-{p}-{len(names)}cls-b{b}")
+    for t, p, names, b in [(t, p, EUROSAT, 4) for t in ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "PromptSRC")
+                           for p in ("fp32", "amp")]
+    + [("CoOp", "amp", IMAGENET40, 32), ("PromptSRC", "amp", IMAGENET40, 32)]])
+def test_baselines_graphed_sgd_steps_equal_eager_steps(tiny_clip, trainer, prec, names, batch):
+    eager, _, l_eager = baseline_steps(tiny_clip, trainer, prec, graphs=False, names=names, batch=batch)
+    graphed, step, l_graph = baseline_steps(tiny_clip, trainer, prec, graphs=True, names=names, batch=batch)
     assert step.report()["optimizer"] == "SGD (fused)" and step.replays == 4
     assert l_eager == l_graph
     for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
         assert torch.equal(a, b), f"{trainer}: {name} differs after graphed steps"
+
+
+@pytest.mark.parametrize("graphs", [False, True])
+def test_fused_sgd_after_skipped_first_steps_equals_the_reference(graphs):
+    """The scaler skips the first two steps: fused SGD keeps no momentum from them, and the graph
+    is captured only after SGD's first applied step (step 3 eager, captured at 4, 5 and 6 replayed)."""
+    from test_train_step import TinyClassifier, assert_same_sgd_state, batches, reference_sgd_run
+    data, overflow_at = batches(6, CUDA), {0, 1}
+    model = TinyClassifier().to(CUDA)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 8)
+    step = TrainStep(model, opt, scaler, "fp32", CUDA, graphs=graphs)
+    for i, (x, y) in enumerate(data):
+        model.overflow = i in overflow_at  # read when the hook runs: eager steps only
+        step(x, y)
+    assert step.replays == (3 if graphs else 0)
+    ref, ref_opt, ref_scaler = reference_sgd_run(data, overflow_at, "cuda")
+    assert scaler.get_scale() == ref_scaler.get_scale() == 2.0 ** 6
+    assert_same_sgd_state(model, opt, ref, ref_opt)
 
 
 @pytest.mark.parametrize("graphs", [False, True])
@@ -221,3 +248,18 @@ def test_checkpoints_cross_devices_and_eval_many_equals_single_runs(data_root, t
         np.testing.assert_allclose(logits(tmp_path / f"many{s}"), logits(tmp_path / f"eval_{t.name}_cuda"),
                                    rtol=0, atol=1e-5)
         assert record(tmp_path / f"many{s}")["precision"]["test_used"] == "fp32"
+
+
+@pytest.mark.parametrize("prec", ["fp32", "amp"])
+def test_a_run_begun_on_the_cpu_resumes_on_cuda_with_graphed_fused_steps(data_root, tmp_path, monkeypatch, prec):
+    """The resume file holds the CPU's plain AdamW groups (and, for amp, which is fp32 there, no
+    grad scaler state); on CUDA the run continues with the fused, capturable optimiser and, for
+    amp, a fresh grad scaler, its steps replayed from CUDA graphs."""
+    out = tmp_path / "moved"
+    monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+    assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", prec, "USE_CUDA", "False"])) != 0
+    monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    assert run_main(argv(data_root, out, opts=["TRAINER.MMRL.PREC", prec])) == 0
+    rec = record(out)
+    assert rec["status"] == "complete" and rec["train_step"]["replayed_steps"] > 0
+    assert rec["precision"]["used"] == prec

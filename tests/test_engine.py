@@ -146,3 +146,30 @@ def test_eval_many_shares_one_pass_and_matches_single_runs(data_root, tmp_path):
     assert np.array_equal(a["logits"], b["logits"]) and a["head"] == b["head"]
     assert record(tmp_path / "eval1")["metrics"]["accuracy"] == record(single)["metrics"]["accuracy"]
     assert main_many(evs) == [0, 0]  # complete runs are not redone
+
+
+@pytest.mark.slow
+def test_a_run_resumed_on_another_device_steps_with_this_devices_optimizer(data_root, tmp_path, monkeypatch):
+    """A resume file written on CUDA holds fused, capturable AdamW groups; resumed on the CPU, the
+    run steps with the optimiser the CPU builds (torch's load_state_dict would take the writer's
+    kernel flags) and ends exactly as the uninterrupted CPU run."""
+    full = tmp_path / "full"
+    assert run_main(argv(data_root, full, epochs=3)) == 0
+    killed = tmp_path / "killed"
+    monkeypatch.setenv("MMRL_FAULT_AFTER_EPOCH", "1")
+    assert run_main(argv(data_root, killed, epochs=3)) != 0
+    monkeypatch.delenv("MMRL_FAULT_AFTER_EPOCH")
+    path = killed / "MultiModalRepresentationLearner/resume.pth"
+    state = torch.load(path, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group.update(fused=True, capturable=True)  # as build_adamw makes it on CUDA
+    torch.save(state, path)
+    kernels = []
+    step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (
+        kernels.append({(g["fused"], g["capturable"]) for g in self.param_groups}), step(self, *a, **k))[1])
+    assert run_main(argv(data_root, killed, epochs=3)) == 0
+    assert kernels and all(k == {(False, False)} for k in kernels), kernels[:1]  # build_adamw on the CPU
+    a, b = final_state(full), final_state(killed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

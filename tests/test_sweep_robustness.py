@@ -133,3 +133,18 @@ def test_a_run_listed_twice_is_one_job(out):
     assert len(jobs) == len({j.id for j in jobs}) == 2
     lines = command_lines(jobs, ("train.py",), {})
     assert len(lines) == len(set(lines)) == 2  # the printed commands never run one directory twice
+
+
+@pytest.mark.parametrize("visible,expected", [("", []), ("-1", []), ("1,-1,2", ["1"]), ("3, 1", ["3", "1"]),
+                                              ("GPU-8a3e,MIG-77", ["GPU-8a3e", "MIG-77"])])
+def test_gpus_are_those_cuda_visible_devices_shows(monkeypatch, visible, expected):
+    """CUDA_VISIBLE_DEVICES set, even to "" or -1 (no GPU), is what the jobs may use: never every
+    GPU nvidia-smi lists. CUDA reads the list up to its first invalid entry."""
+    import subprocess
+
+    from mmrl.sweep import executors
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setattr(executors.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(executors.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "0\n1\n2\n3\n"))
+    assert executors.detect_gpus() == expected
+    assert executors.detect_gpus("0,2") == ["0", "2"]

@@ -8,8 +8,10 @@ memory as the eager step, so it computes exactly what the eager step computes; n
 step draws random numbers (augmentation happens in the loader).
 
 How the graph is kept exact:
-- the optimizer state (AdamW moments, step counts) and the grad scaler's scale exist before
-  capture: the first step of each epoch runs eagerly, the graph is captured at the second;
+- the optimizer state (AdamW moments, step counts, SGD momentum) and the grad scaler's scale
+  exist before capture: the first step of each epoch runs eagerly, the graph is captured at
+  the second (later while a skipped step has left SGD without momentum: its first step is
+  another kernel);
 - the learning rate is a number baked into the optimizer kernels, and it changes only
   between epochs (the scheduler steps in the last batch): each epoch captures anew;
 - gradients are produced by the graph (set to None before capture, never zeroed after), and
@@ -38,6 +40,26 @@ def build_adamw(params, device: torch.device, **hyper) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, fused=cuda, capturable=cuda, **hyper)
 
 
+KERNEL_FLAGS = ("fused", "capturable", "foreach")
+
+
+def state_for(optimizer: torch.optim.Optimizer, saved: dict) -> dict:
+    """``saved`` (an optimizer state_dict, maybe written on another device) with ``optimizer``'s
+    kernel choices, for ``optimizer.load_state_dict``: torch would take the writer's (CUDA's
+    fused capturable AdamW on the CPU, the CPU's uncapturable one under a CUDA graph)."""
+    groups = [dict(g, **{k: cur[k] for k in KERNEL_FLAGS if k in cur})
+              for g, cur in zip(saved["param_groups"], optimizer.param_groups)]
+    return {**saved, "param_groups": groups}
+
+
+def _params_without_momentum(optimizer) -> list[torch.Tensor]:
+    """SGD parameters with a gradient but no momentum buffer yet (their next step creates it)."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        return []
+    return [p for group in optimizer.param_groups if group["momentum"] != 0 for p in group["params"]
+            if p.grad is not None and "momentum_buffer" not in optimizer.state.get(p, {})]
+
+
 class TrainStep:
     def __init__(self, model, optimizer, scaler, precision: str, device: torch.device, *, graphs: bool):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
@@ -48,6 +70,7 @@ class TrainStep:
         self.static: tuple[torch.Tensor, ...] = ()
         self.replays = 0
         self._eager_since_reset = 0
+        self._momentum_pending = False  # SGD's first applied step (it initialises momentum) still to come
 
     def report(self) -> dict:
         """What record.json says about how the steps ran."""
@@ -71,7 +94,8 @@ class TrainStep:
             self.graph.replay()
             self.replays += 1
             return self.static[2], self.static[3]
-        if self._eager_since_reset == 0 or self.graph is not None:  # first of the epoch, or another shape
+        if self._eager_since_reset == 0 or self.graph is not None or self._momentum_pending:
+            # first of the epoch, another shape, or SGD's first applied step
             self._eager_since_reset += 1
             return self._eager(images, labels)
         return self._capture_and_replay(images, labels)
@@ -84,8 +108,16 @@ class TrainStep:
         with autocast_context(self.precision, self.device):
             loss, fused, _ = self.model.forward_train(images, labels)
         self.scaler.scale(loss).backward()
+        fresh = _params_without_momentum(self.optimizer)
+        scale = self.scaler.get_scale() if fresh and self.scaler.is_enabled() else None  # host sync: first steps only
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if scale is not None and self.scaler.get_scale() < scale:  # backed off: the scaler skipped this step
+            # fused SGD made the buffers (uninitialised) before its kernel saw the inf flag: forget
+            # them, as the reference's skipped step (plain SGD is never called) never makes them
+            for p in fresh:
+                self.optimizer.state[p].pop("momentum_buffer", None)
+        self._momentum_pending = bool(_params_without_momentum(self.optimizer))
         return loss.detach(), fused.detach()
 
     def _eager(self, images, labels):

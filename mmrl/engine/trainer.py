@@ -29,7 +29,7 @@ from mmrl.engine.evaluator import Classification
 from mmrl.engine.multi_eval import evaluate_together
 from mmrl.engine.precision import resolve_precision
 from mmrl.engine.schedule import build_protocol_optimizer
-from mmrl.engine.train_step import TrainStep
+from mmrl.engine.train_step import TrainStep, state_for
 from mmrl.errors import CheckpointError, ConfigError, RunError
 from mmrl.models.mmrl import count_parameters
 from mmrl.trainers import BuildContext, EvalCheckpoint, registry
@@ -239,9 +239,13 @@ class Trainer:
                 f"with, or move the run directory aside to start over.")
         log.info("Found checkpoint at %s (will resume training)", path.parent)
         self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state_for(self.optimizer, state["optimizer"]))
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] or not self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        else:  # USE_CUDA is no part of a run's identity: amp steps continue fp32 ones (written on the CPU)
+            log.warning("%s was written by training steps without a grad scaler (no amp, e.g. on the CPU); "
+                        "the amp steps from here start from a fresh loss scale", path)
         if self.epoch_hook:
             self.epoch_hook.load_state_dict(state.get("epoch_hook") or {})
         set_rng_state(state["rng"])

@@ -90,8 +90,13 @@ def detect_gpus(spec: str | None = None) -> list[str]:
     if spec:
         return [s.strip() for s in str(spec).split(",") if s.strip()]
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env:
-        return [s.strip() for s in env.split(",") if s.strip()]
+    if env is not None:  # set, even to "" or -1 (no GPU): only these are the sweep's
+        ids = []
+        for s in (s.strip() for s in env.split(",")):
+            if not s or s.startswith("-"):
+                break  # CUDA reads the list up to its first invalid entry
+            ids.append(s)
+        return ids
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
