@@ -173,3 +173,12 @@ def test_a_run_resumed_on_another_device_steps_with_this_devices_optimizer(data_
     a, b = final_state(full), final_state(killed)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_the_recorded_device_is_the_gpu_only_when_the_run_uses_it(monkeypatch):
+    from mmrl.engine.runenv import environment
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake H100")
+    assert environment(True)["device"] == "Fake H100"
+    on_cpu = environment(False)
+    assert on_cpu["device"] != "Fake H100" and on_cpu["cuda_available"] is True

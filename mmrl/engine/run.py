@@ -193,7 +193,7 @@ class Run:
             "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES, "output_dir": str(self.out),
             "argv": self.argv, "config": config_to_dict(cfg), "config_hash": self.hash, "identity": self.identity,
             "model_dir": str(Path(args.model_dir).resolve()) if args.model_dir else None, "checkpoint": None,
-            "code_version": code_version(), "env": environment(), "precision": None,
+            "code_version": code_version(), "env": environment(cfg.USE_CUDA), "precision": None,
             "timings": {"started": now(), "process_start_s": since_process_start()}, "params": None, "metrics": None,
         }
         if self.unfinished_training is not None:
@@ -222,7 +222,7 @@ class Run:
         log.info(dump_config_text(self.cfg))
         log.info("Collecting env info ...")
         log.info("** System info **")
-        for k, v in environment().items():
+        for k, v in environment(self.cfg.USE_CUDA).items():
             log.info("%s: %s", k, v)
         log.info("")
 

@@ -30,12 +30,13 @@ def code_version(root: Path = Path(__file__).resolve().parents[2]) -> str:
     return f"{__version__}+{sha}{'.dirty' if dirty else ''}" if sha else __version__
 
 
-def environment() -> dict[str, Any]:
+def environment(use_cuda: bool) -> dict[str, Any]:
+    """``use_cuda``: the run's USE_CUDA; ``device`` names what computes, not merely what is there."""
     import PIL
     cuda = torch.cuda.is_available()
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cuda_available": cuda,
-            "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+            "device": torch.cuda.get_device_name(0) if cuda and use_cuda else platform.processor() or "cpu",
             "pillow": PIL.__version__, "threads": torch.get_num_threads(), "deterministic": deterministic_requested()}
 
 
