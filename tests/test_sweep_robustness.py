@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mmrl.errors import ConfigError
 from mmrl.sweep.executors import run_local
 from mmrl.sweep.plan import expand
 from mmrl.sweep.runner import CommandRunner
@@ -147,4 +148,9 @@ def test_gpus_are_those_cuda_visible_devices_shows(monkeypatch, visible, expecte
     monkeypatch.setattr(executors.shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(executors.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "0\n1\n2\n3\n"))
     assert executors.detect_gpus() == expected
+    if expected:
+        assert executors.detect_gpus(expected[-1]) == [expected[-1]]
+    with pytest.raises(ConfigError, match="not in CUDA_VISIBLE_DEVICES"):
+        executors.detect_gpus("0,2")  # ids outside the visible ones belong to someone else
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert executors.detect_gpus("0,2") == ["0", "2"]

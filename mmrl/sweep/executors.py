@@ -13,7 +13,7 @@ import subprocess
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable
 
-from mmrl.errors import RunError
+from mmrl.errors import ConfigError, RunError
 from mmrl.sweep.plan import Job
 from mmrl.sweep.runner import Outcome, Runner, run_job, run_jobs_together, shares_test_pass
 
@@ -86,17 +86,26 @@ def run_local(jobs: list[Job], runner: Runner, progress: Progress | None = None)
 
 
 def detect_gpus(spec: str | None = None) -> list[str]:
-    """GPU ids from ``--gpus 0,1``, else CUDA_VISIBLE_DEVICES, else nvidia-smi, else torch."""
-    if spec:
-        return [s.strip() for s in str(spec).split(",") if s.strip()]
+    """GPU ids from ``--gpus 0,1`` (as CUDA_VISIBLE_DEVICES takes them: each job gets one), else
+    CUDA_VISIBLE_DEVICES, else nvidia-smi, else torch."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = None
     if env is not None:  # set, even to "" or -1 (no GPU): only these are the sweep's
-        ids = []
+        visible = []
         for s in (s.strip() for s in env.split(",")):
             if not s or s.startswith("-"):
                 break  # CUDA reads the list up to its first invalid entry
-            ids.append(s)
+            visible.append(s)
+    if spec:
+        ids = [s.strip() for s in str(spec).split(",") if s.strip()]
+        outside = [i for i in ids if visible is not None and i not in visible]
+        if outside:  # e.g. a cluster allocation: the job would run on a GPU that belongs to someone else
+            raise ConfigError(f"--gpus {spec}: {', '.join(outside)} not in CUDA_VISIBLE_DEVICES={env!r}, which "
+                              f"holds the GPUs this sweep may use; name some of {visible or 'none'}, or leave "
+                              f"--gpus out to use them all")
         return ids
+    if visible is not None:
+        return visible
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
