@@ -25,7 +25,7 @@ from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
 from mmrl.engine.runenv import code_version, environment, now, since_process_start
 from mmrl.engine.runlog import log_path_for, run_logging
-from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
+from mmrl.errors import CheckpointError, ConfigError, MMRLError, RunError, RunLocked
 from mmrl.trainers import registry
 
 log = logging.getLogger("mmrl.engine")
@@ -66,6 +66,10 @@ class Run:
         self.argv = argv
         self.args: RunArgs = parse_run_args(argv)
         self.cfg = resolve_config(self.args).cfg
+        if not self.cfg.TRAINER.NAME:
+            raise ConfigError(f"no method to run: pass --trainer (one of {', '.join(registry.names())}).")
+        if not self.cfg.DATASET.NAME:
+            raise ConfigError("DATASET.NAME is not set: pass --dataset-config-file configs/datasets/<stem>.yaml.")
         self.out = Path(self.cfg.OUTPUT_DIR).expanduser().resolve()
         if self.out.exists() and not self.out.is_dir():
             _check_output_dir(self.out)

@@ -1,0 +1,130 @@
+"""Misused command lines and config files: each is refused before a run starts, with a message
+that names the file, key or value and the fix (no traceback, no silently ignored value)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mmrl.config import RunArgs, resolve_config
+from mmrl.engine.args import parse_run_args
+from mmrl.engine.run import main as run_main
+from mmrl.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET_YAML = str(REPO / "configs/datasets/eurosat.yaml")
+MMRL_YAML = str(REPO / "configs/trainers/MMRL/vit_b16.yaml")
+
+
+def args(dataset=DATASET_YAML, config=MMRL_YAML, trainer="MMRL", opts=()):
+    return RunArgs(trainer=trainer, seed=1, dataset_config_file=dataset, config_file=config,
+                   opts=["TASK", "B2N", *opts])
+
+
+def test_trainer_yaml_as_dataset_config_is_named():
+    with pytest.raises(ConfigError, match=r"vit_b16\.yaml.*DATASET\.NAME.*configs/datasets"):
+        resolve_config(args(dataset=MMRL_YAML))
+
+
+def test_dataset_yaml_as_trainer_config_is_named():
+    with pytest.raises(ConfigError, match=r"--config-file .*eurosat\.yaml.*dataset YAML"):
+        resolve_config(args(config=DATASET_YAML))
+
+
+def test_another_methods_config_file_is_named():
+    coop = str(REPO / "configs/trainers/CoOp/vit_b16.yaml")
+    with pytest.raises(ConfigError, match=r"CoOp/vit_b16\.yaml.*CoOp.*--trainer MMRL.*configs/trainers/MMRL"):
+        resolve_config(args(config=coop))
+
+
+def test_method_without_its_required_block_is_refused():
+    with pytest.raises(ConfigError, match=r"TRAINER\.MMRL\.REP_LAYERS.*--config-file"):
+        resolve_config(RunArgs(trainer="MMRL", dataset_config_file=DATASET_YAML, opts=["TASK", "B2N"]))
+
+
+@pytest.mark.parametrize("text, what", [("", "no config keys"), ("# only a comment\n", "no config keys"),
+                                        ("OPTIM:\n  LR: 0.1\n  LR: 0.2\n", r"'LR' is given twice.*line 3")])
+def test_empty_or_duplicated_yaml_is_named(tmp_path, text, what):
+    p = tmp_path / "t.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=rf"(?s){p}.*{what}"):
+        resolve_config(args(config=str(p)))
+
+
+def test_dataset_name_unknown_is_refused_before_loading():
+    with pytest.raises(ConfigError, match=r"DATASET\.NAME 'Foo' \(set by cli opts\).*Food101"):
+        resolve_config(args(opts=("DATASET.NAME", "Foo")))
+
+
+@pytest.mark.parametrize("key, value", [("OPTIM.LR", "-1.0"), ("OPTIM.LR", "0.0"), ("DATALOADER.NUM_WORKERS", "-1"),
+                                        ("TRAIN.PRINT_FREQ", "0"), ("INPUT.PIXEL_MEAN", "[0.5, 0.5]"),
+                                        ("INPUT.PIXEL_STD", "[0.5, 0.0, 0.5]")])
+def test_out_of_range_values_are_refused_with_the_key(key, value):
+    with pytest.raises(ConfigError, match=re.escape(key) + ".*set by cli opts"):
+        resolve_config(args(opts=(key, value)))
+
+
+def test_load_epoch_without_eval_only_is_refused():
+    with pytest.raises(ConfigError, match="--load-epoch.*--eval-only"):
+        parse_run_args(["--trainer", "MMRL", "--load-epoch", "3"])
+
+
+def test_run_without_trainer_is_refused_before_the_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run_main(["--dataset-config-file", DATASET_YAML, "--config-file", MMRL_YAML, "--output-dir", str(out),
+                     "TASK", "B2N"])
+    assert code == 2 and not out.exists()
+    assert "--trainer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fields, what", [({"metrics": "x"}, "'metrics' is a str"),
+                                          ({"metrics": {"accuracy": "high"}}, "'metrics.accuracy' is 'high'"),
+                                          ({"config": [1]}, "'config' is a list")])
+def test_record_of_the_wrong_shape_is_named_not_a_traceback(tmp_path, capsys, fields, what):
+    from mmrl.cli import main as cli_main
+    for role in ("train_base", "test_new"):
+        run = tmp_path / "base2new" / role / "eurosat" / "shots_16" / "MMRL" / "vit_b16" / "seed1"
+        run.mkdir(parents=True)
+        (run / "record.json").write_text(json.dumps({"status": "complete", "schema": 1, **fields}))
+    assert cli_main(["table", "--protocol", "b2n", "--output", str(tmp_path), "--seeds", "1", "--trainer",
+                     "MMRL", "--datasets", "eurosat"]) == 2
+    err = capsys.readouterr().err
+    assert str(run / "record.json") in err and what in err
+    cli_main(["status", "--protocol", "b2n", "--output", str(tmp_path), "--trainer", "MMRL", "--datasets", "eurosat"])
+    assert "MMRL       eurosat         16       1  failed" in capsys.readouterr().out
+
+
+def test_plot_names_the_records_it_could_not_read(tmp_path, capsys):
+    from mmrl.cli import main as cli_main
+    run = tmp_path / "base2new" / "train_base" / "eurosat" / "shots_16" / "MMRL" / "vit_b16" / "seed1"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text("{oops")
+    assert cli_main(["plot", "--protocol", "b2n", "--out", str(tmp_path / "png"), "--output", str(tmp_path),
+                     "--trainer", "MMRL", "--datasets", "eurosat"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run / 'record.json'} exists but cannot be read" in out
+
+
+@pytest.mark.parametrize("extra, what", [
+    (["--seeds", "-1"], "--seeds -1.*seeds >= 0"),
+    (["--protocol", "fs", "--shots", "0"], "--shots 0.*K >= 1"),
+    (["--shots", "4"], "--shots applies to --protocol fs only"),
+    (["--opts", "OPTIM.LRR", "1"], "--opts OPTIM.LRR 1: unknown config key 'OPTIM.LRR'. Did you mean OPTIM.LR"),
+    (["--opts", "OPTIM.LR", "abc"], "--opts OPTIM.LR abc: OPTIM.LR must be of type float"),
+])
+def test_sweep_refuses_bad_selection_before_any_job(tmp_path, capsys, extra, what):
+    from mmrl.cli import main as cli_main
+    argv = ["sweep", "--protocol", "b2n", "--executor", "print", "--root", str(tmp_path), "--datasets", "eurosat",
+            "--output", str(tmp_path / "out"), *extra]
+    if "--protocol" in extra:
+        del argv[1:3]
+    assert cli_main(argv) == 2
+    assert re.search(what, capsys.readouterr().err)
+
+
+def test_sweep_output_that_is_a_file_is_named(tmp_path, capsys):
+    from mmrl.cli import main as cli_main
+    (tmp_path / "out").write_text("")
+    assert cli_main(["sweep", "--protocol", "b2n", "--executor", "print", "--root", str(tmp_path), "--datasets",
+                     "eurosat", "--output", str(tmp_path / "out")]) == 2
+    assert f"--output {tmp_path / 'out'} is a file" in capsys.readouterr().err
