@@ -142,6 +142,16 @@ class _Builder:
         return job
 
 
+def _check_opts(trainers, opts: list[str]) -> None:
+    """--opts keys and value types, checked once here instead of failing in every job."""
+    from mmrl.config.layers import ConfigBuilder
+    for t in trainers:
+        try:
+            ConfigBuilder(t).merge_opts(opts)
+        except ConfigError as e:
+            raise ConfigError(f"--opts {' '.join(opts)}: {str(e).removeprefix('cli opts: ')}") from None
+
+
 def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
            shots=DEFAULT_SHOTS, root: str = "", output: str = "output", extra_opts=(),
            source: str = catalog.CD_SOURCE) -> list[Job]:
@@ -156,6 +166,14 @@ def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
         registry.get(t)  # known, else a ConfigError listing the registered ones
     if len(extra_opts) % 2:
         raise ConfigError(f"--opts must be KEY VALUE pairs; got an odd list: {list(extra_opts)}")
+    _check_opts(trainers, list(extra_opts))
+    negative = [s for s in seeds if int(s) < 0]
+    if negative:
+        raise ConfigError(f"--seeds {' '.join(map(str, negative))}: a negative seed leaves the run unseeded; pass "
+                          f"seeds >= 0 (the protocol's are {' '.join(map(str, DEFAULT_SEEDS))}).")
+    if protocol == "fs" and any(int(k) < 1 for k in shots):
+        raise ConfigError(f"--shots {' '.join(map(str, shots))}: few-shot runs need K >= 1 shots per class "
+                          f"(the protocol's are {' '.join(map(str, DEFAULT_SHOTS))}).")
     if datasets is None:
         datasets = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS,
                     "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}[protocol]
