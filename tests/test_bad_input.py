@@ -128,3 +128,43 @@ def test_sweep_output_that_is_a_file_is_named(tmp_path, capsys):
     assert cli_main(["sweep", "--protocol", "b2n", "--executor", "print", "--root", str(tmp_path), "--datasets",
                      "eurosat", "--output", str(tmp_path / "out")]) == 2
     assert f"--output {tmp_path / 'out'} is a file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def eurosat_root(tmp_path_factory):
+    from mmrl.datatools.synthetic import write_synthetic_dataset
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset("eurosat", root, n_per_class=4)
+    return root
+
+
+@pytest.mark.parametrize("mutate, what", [
+    (lambda d: d["train"][0].__setitem__(1, 99), r"'train' has labels up to 99 but none of \[10, 11"),
+    (lambda d: d["test"].append([d["test"][0][0], 10, "Extra"]), r"entry \d+ of 'test' .* has label 10 \('Extra'\)"),
+])
+def test_split_labels_outside_the_training_classes_are_named(eurosat_root, tmp_path, capsys, mutate, what):
+    import shutil
+
+    from mmrl.cli import main as cli_main
+    root = tmp_path / "root"
+    shutil.copytree(eurosat_root, root)
+    split = root / "eurosat" / "split_zhou_EuroSAT.json"
+    d = json.loads(split.read_text())
+    mutate(d)
+    split.write_text(json.dumps(d))
+    assert cli_main(["data", "show", "eurosat", "--root", str(root), "--fewshot-dir", str(tmp_path / "fs")]) == 2
+    err = capsys.readouterr().err
+    assert f"Split file {split}" in err and re.search(what, err)
+
+
+@pytest.mark.parametrize("train", [[["2750/x.jpg", 0, "y"]], [5]])
+def test_fewshot_file_with_non_path_entries_is_named(eurosat_root, tmp_path, capsys, train):
+    from mmrl.cli import main as cli_main
+    show = ["data", "show", "eurosat", "--root", str(eurosat_root), "--shots", "2", "--fewshot-dir", str(tmp_path)]
+    assert cli_main(show) == 0
+    (f,) = tmp_path.rglob("shot_2-seed_1.json")
+    f.write_text(json.dumps({**json.loads(f.read_text()), "train": train}))
+    capsys.readouterr()
+    assert cli_main(show) == 2
+    err = capsys.readouterr().err
+    assert f"Few-shot file {f}" in err and "'train' is not a list of paths" in err

@@ -60,7 +60,8 @@ def _check_file_kind(p, layer_kind: str, flat: dict[str, Any]) -> None:
                           f"YAML belongs to --config-file); pass one of configs/datasets/<stem>.yaml.")
     if layer_kind == "trainer" and all(k.startswith("DATASET.") for k in flat):
         raise ConfigError(f"--config-file {p} sets only DATASET keys: it is a dataset YAML (it belongs to "
-                          f"--dataset-config-file); pass a trainer YAML such as configs/trainers/<TRAINER>/vit_b16.yaml.")
+                          f"--dataset-config-file); pass a trainer YAML such as "
+                          f"configs/trainers/<TRAINER>/vit_b16.yaml.")
 
 
 def _check_config_folder(config_file: str, trainer: str) -> None:
