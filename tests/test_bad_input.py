@@ -168,3 +168,33 @@ def test_fewshot_file_with_non_path_entries_is_named(eurosat_root, tmp_path, cap
     assert cli_main(show) == 2
     err = capsys.readouterr().err
     assert f"Few-shot file {f}" in err and "'train' is not a list of paths" in err
+
+
+def test_weights_that_are_not_a_file_or_not_torch_are_named_with_the_fix(tmp_path):
+    from mmrl.clip.backbone import check_weights_option, load_backbone
+    from mmrl.errors import WeightsError
+    with pytest.raises(WeightsError, match=rf"points to {tmp_path / 'nope.pt'}, which does not exist"):
+        check_weights_option("ViT-B/16", str(tmp_path / "nope.pt"))
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(WeightsError, match=rf"{text} is corrupt.*Set MODEL.BACKBONE.WEIGHTS to an OpenAI CLIP"):
+        load_backbone("ViT-B/16", str(text))
+
+
+@pytest.fixture(scope="module")
+def trained_coop(eurosat_root, tmp_path_factory):
+    """A one-epoch CoOp training on the tiny backbone (its run directory)."""
+    from engine_helpers import argv
+    out = tmp_path_factory.mktemp("coop") / "run"
+    assert run_main(argv(eurosat_root, out, trainer="CoOp", epochs=1, shots=1)) == 0
+    return out
+
+
+def test_model_dir_of_another_trainer_or_a_file_is_named_before_the_run(eurosat_root, trained_coop, tmp_path, capsys):
+    from engine_helpers import argv
+    out = tmp_path / "eval"
+    assert run_main(argv(eurosat_root, out, "--eval-only", "--model-dir", str(trained_coop), subsample="new")) == 2
+    assert f"--model-dir {trained_coop} holds a CoOp training" in capsys.readouterr().err and not out.exists()
+    record = trained_coop / "record.json"
+    assert run_main(argv(eurosat_root, out, "--eval-only", "--model-dir", str(record), subsample="new")) == 2
+    assert f"--model-dir {record} is a file, not a folder" in capsys.readouterr().err and not out.exists()

@@ -64,9 +64,11 @@ def openai_url(name: str) -> tuple[str, str, str]:
     return url, parts[-1], parts[-2]
 
 
-def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _read_openai_state_dict(path: Path, explicit: bool = False) -> dict[str, torch.Tensor]:
     """OpenAI's TorchScript archive or a plain state dict with OpenAI key names."""
-    fix = "Delete it and run again to re-download, or fetch it by hand (`mmrl weights where` prints the URL)."
+    fix = ("Set MODEL.BACKBONE.WEIGHTS to an OpenAI CLIP .pt file, or unset it to use the verified download."
+           if explicit else
+           "Delete it and run again to re-download, or fetch it by hand (`mmrl weights where` prints the URL).")
     if zipfile.is_zipfile(path):
         try:
             # TorchScript is loaded by torch's own deserializer (no arbitrary pickle).
@@ -146,6 +148,10 @@ def check_weights_option(name: str, weights: str) -> None:
                            f"weights file (only {', '.join(OPENAI_NAMES)} do; tiny, demo, random: and open_clip "
                            f"ARCH:TAG backbones bring their own). Unset MODEL.BACKBONE.WEIGHTS or change "
                            f"MODEL.BACKBONE.NAME.")
+    if weights and not Path(weights).expanduser().is_file():
+        what = "is a folder" if Path(weights).expanduser().exists() else "does not exist"
+        raise WeightsError(f"MODEL.BACKBONE.WEIGHTS points to {weights}, which {what}. Pass the path of an "
+                           f"OpenAI CLIP {name} .pt file, or unset it to use the verified download.")
 
 
 def load_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn.Module, BackboneInfo]:
@@ -174,14 +180,12 @@ def _load_backbone(name: str, weights: str, cache_dir: str) -> tuple[nn.Module, 
     elif name in OPENAI_NAMES:
         if weights:
             path = Path(weights).expanduser()
-            if not path.is_file():
-                raise WeightsError(f"MODEL.BACKBONE.WEIGHTS points to {path}, which does not exist.")
             sha = sha256_file(path)
             info = BackboneInfo(name, "explicit-file", str(path), sha)
         else:
             path, sha = _resolve_openai_file(name, clip_cache_dir(cache_dir))
             info = BackboneInfo(name, "openai-file", str(path), sha)
-        model = _build_from_openai_sd(_read_openai_state_dict(path), path)
+        model = _build_from_openai_sd(_read_openai_state_dict(path, explicit=bool(weights)), path)
     elif ":" in name:
         import open_clip
         arch, tag = name.split(":", 1)

@@ -158,7 +158,14 @@ class Run:
         a = self.args
         if not (a.eval_only and a.model_dir):
             return
+        if not Path(a.model_dir).is_dir():
+            rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder)  # its error names the path
         train = read_record(a.model_dir)
+        trained = (train or {}).get("trainer")
+        if trained and trained != self.cfg.TRAINER.NAME:
+            raise RunError(f"--model-dir {a.model_dir} holds a {trained} training (its {RECORD_NAME}), but this run is "
+                           f"--trainer {self.cfg.TRAINER.NAME}; pass the run directory of a "
+                           f"{self.cfg.TRAINER.NAME} training, or --trainer {trained} with its config.")
         if train is None or train.get("status") == "complete":
             return
         try:

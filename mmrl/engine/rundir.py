@@ -159,7 +159,8 @@ def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None,
     else model-best, else the one the ``checkpoint`` file names, else the highest epoch."""
     folder = model_folder(model_dir, folder)
     if not Path(model_dir).is_dir():
-        raise CheckpointError(f"--model-dir {model_dir} does not exist; pass the run directory of a training run.")
+        what = "is a file, not a folder" if Path(model_dir).exists() else "does not exist"
+        raise CheckpointError(f"--model-dir {model_dir} {what}; pass the run directory of a training run.")
     if not folder.is_dir():
         raise CheckpointError(f"no checkpoint found: {folder} does not exist. Train first (without --eval-only) "
                               f"or point --model-dir at a finished training run.")
