@@ -198,3 +198,16 @@ def test_model_dir_of_another_trainer_or_a_file_is_named_before_the_run(eurosat_
     record = trained_coop / "record.json"
     assert run_main(argv(eurosat_root, out, "--eval-only", "--model-dir", str(record), subsample="new")) == 2
     assert f"--model-dir {record} is a file, not a folder" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("env, what", [({"SEEDS": "1 abc"}, "SEEDS='1 abc': expected whole numbers"),
+                                       ({"SHOTS": "-1"}, "SHOTS='-1': expected whole numbers"),
+                                       ({"DATA": "/nonexistent/data"}, "DATA=/nonexistent/data is not a folder")])
+@pytest.mark.parametrize("script", ["base2new.sh", "few_shot.sh", "cross_dataset.sh"])
+def test_protocol_scripts_name_the_environment_variable(tmp_path, script, env, what):
+    import os
+    import subprocess
+    full = {**os.environ, "OUTPUT": str(tmp_path), "PYTHON": "false", **env}  # nothing may start
+    full.pop("EXECUTOR", None)
+    r = subprocess.run(["bash", str(REPO / "scripts" / script)], env=full, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and what in r.stderr
