@@ -171,10 +171,10 @@ def test_fewshot_file_with_non_path_entries_is_named(eurosat_root, tmp_path, cap
 
 
 def test_weights_that_are_not_a_file_or_not_torch_are_named_with_the_fix(tmp_path):
-    from mmrl.clip.backbone import check_weights_option, load_backbone
+    from mmrl.clip.backbone import check_backbone_options, load_backbone
     from mmrl.errors import WeightsError
     with pytest.raises(WeightsError, match=rf"points to {tmp_path / 'nope.pt'}, which does not exist"):
-        check_weights_option("ViT-B/16", str(tmp_path / "nope.pt"))
+        check_backbone_options("ViT-B/16", str(tmp_path / "nope.pt"))
     text = tmp_path / "notes.pt"
     text.write_text("hello")
     with pytest.raises(WeightsError, match=rf"{text} is corrupt.*Set MODEL.BACKBONE.WEIGHTS to an OpenAI CLIP"):
@@ -211,3 +211,13 @@ def test_protocol_scripts_name_the_environment_variable(tmp_path, script, env, w
     full.pop("EXECUTOR", None)
     r = subprocess.run(["bash", str(REPO / "scripts" / script)], env=full, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and what in r.stderr
+
+
+@pytest.mark.parametrize("name, what", [("Foo", "is not known"), ("ViT-B16", "is not known"),
+                                        ("random:ViT-B-61", "open_clip has no architecture 'ViT-B-61' (close: ViT-B-16"),
+                                        ("ViT-X:openai", "open_clip has no architecture 'ViT-X'")])
+def test_unknown_backbone_is_refused_before_the_run(tmp_path, capsys, name, what):
+    out = tmp_path / "run"
+    assert run_main(["--trainer", "MMRL", "--dataset-config-file", DATASET_YAML, "--config-file", MMRL_YAML,
+                     "--output-dir", str(out), "--backbone", name, "TASK", "B2N"]) == 2
+    assert f"MODEL.BACKBONE.NAME {name!r}" in (err := capsys.readouterr().err) and what in err and not out.exists()

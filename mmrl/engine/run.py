@@ -77,8 +77,8 @@ class Run:
         if root and not os.path.isdir(os.path.expanduser(root)):
             raise RunError(f"--root {root} is not a folder (DATASET.ROOT). Pass the folder that holds the dataset "
                            f"folders; leave --root out only to run the built-in demo dataset.")
-        from mmrl.clip.backbone import check_weights_option
-        check_weights_option(self.cfg.MODEL.BACKBONE.NAME, self.cfg.MODEL.BACKBONE.WEIGHTS)
+        from mmrl.clip.backbone import check_backbone_options
+        check_backbone_options(self.cfg.MODEL.BACKBONE.NAME, self.cfg.MODEL.BACKBONE.WEIGHTS)
         self.identity = run_identity(self.args)
         self.hash = config_hash(self.cfg, self.identity)
         self.previous = read_record(self.out)
