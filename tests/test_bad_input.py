@@ -51,9 +51,12 @@ def test_empty_or_duplicated_yaml_is_named(tmp_path, text, what):
         resolve_config(args(config=str(p)))
 
 
-def test_dataset_name_unknown_is_refused_before_loading():
-    with pytest.raises(ConfigError, match=r"DATASET\.NAME 'Foo' \(set by cli opts\).*Food101"):
-        resolve_config(args(opts=("DATASET.NAME", "Foo")))
+def test_dataset_name_unknown_is_refused_before_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_main(["--trainer", "MMRL", "--dataset-config-file", DATASET_YAML, "--config-file", MMRL_YAML,
+                     "--output-dir", str(out), "TASK", "B2N", "DATASET.NAME", "Foo"]) == 2
+    assert re.search(r"DATASET\.NAME 'Foo' \(set by cli opts\).*Food101", capsys.readouterr().err)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("key, value", [("OPTIM.LR", "-1.0"), ("OPTIM.LR", "0.0"), ("DATALOADER.NUM_WORKERS", "-1"),
@@ -111,6 +114,8 @@ def test_plot_names_the_records_it_could_not_read(tmp_path, capsys):
     (["--shots", "4"], "--shots applies to --protocol fs only"),
     (["--opts", "OPTIM.LRR", "1"], "--opts OPTIM.LRR 1: unknown config key 'OPTIM.LRR'. Did you mean OPTIM.LR"),
     (["--opts", "OPTIM.LR", "abc"], "--opts OPTIM.LR abc: OPTIM.LR must be of type float"),
+    (["--datasets", "eurosatt"], r"unknown dataset 'eurosatt' \(no .*eurosatt\.yaml\); --datasets and --source"),
+    (["--protocol", "cd", "--source", "imagenett"], r"unknown dataset 'imagenett'"),
 ])
 def test_sweep_refuses_bad_selection_before_any_job(tmp_path, capsys, extra, what):
     from mmrl.cli import main as cli_main
@@ -213,11 +218,18 @@ def test_protocol_scripts_name_the_environment_variable(tmp_path, script, env, w
     assert r.returncode == 2 and what in r.stderr
 
 
-@pytest.mark.parametrize("name, what", [("Foo", "is not known"), ("ViT-B16", "is not known"),
-                                        ("random:ViT-B-61", "open_clip has no architecture 'ViT-B-61' (close: ViT-B-16"),
-                                        ("ViT-X:openai", "open_clip has no architecture 'ViT-X'")])
+@pytest.mark.parametrize("name, what", [
+    ("Foo", "is not known"), ("ViT-B16", "is not known"),
+    ("random:ViT-B-61", "open_clip has no architecture 'ViT-B-61' (close: ViT-B-16"),
+    ("ViT-X:openai", "open_clip has no architecture 'ViT-X'")])
 def test_unknown_backbone_is_refused_before_the_run(tmp_path, capsys, name, what):
     out = tmp_path / "run"
     assert run_main(["--trainer", "MMRL", "--dataset-config-file", DATASET_YAML, "--config-file", MMRL_YAML,
                      "--output-dir", str(out), "--backbone", name, "TASK", "B2N"]) == 2
     assert f"MODEL.BACKBONE.NAME {name!r}" in (err := capsys.readouterr().err) and what in err and not out.exists()
+
+
+def test_weights_where_of_an_unknown_release_is_named(capsys):
+    from mmrl.cli import main as cli_main
+    assert cli_main(["weights", "where", "ViT-B/61"]) == 2
+    assert "'ViT-B/61' is not an OpenAI CLIP release; use one of ViT-B/32" in capsys.readouterr().err

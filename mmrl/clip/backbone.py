@@ -57,6 +57,8 @@ def clip_cache_dir(cfg_value: str = "") -> Path:
 def openai_url(name: str) -> tuple[str, str, str]:
     """(url, file name, sha256) of an OpenAI CLIP release; the hash is part of the URL."""
     from open_clip.pretrained import get_pretrained_url
+    if name not in OPENAI_NAMES:
+        raise WeightsError(f"{name!r} is not an OpenAI CLIP release; use one of {', '.join(OPENAI_NAMES)}.")
     arch = OPENAI_NAMES[name]
     url = get_pretrained_url(arch, "openai")
     if not url:

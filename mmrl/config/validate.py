@@ -50,17 +50,6 @@ def _validated_methods(cfg: CN) -> list:
     return [m for m in registry.methods() if m.name == running or m.block_in_every_hash]
 
 
-def _check_dataset_name(name: str, prov: dict[str, str]) -> None:
-    if not name:
-        return  # Run refuses a run without one; explain may show a config without a dataset
-    from mmrl.datasets.registry import get_spec
-    from mmrl.errors import DatasetError
-    try:
-        get_spec(name, exact_case=True)
-    except DatasetError as e:
-        raise ConfigError(f"DATASET.NAME {name!r} (set by {prov.get('DATASET.NAME', 'default')}): {e}") from None
-
-
 def _check_ranges(cfg: CN, trains: bool, prov: dict[str, str]) -> None:
     """Numbers outside the range the loop can use (torch or a modulo would fail mid-run)."""
     def refuse(key: str, value: Any, need: str) -> None:
@@ -97,7 +86,6 @@ def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None 
                     raise ConfigError(f"{full} is empty (set by {prov.get(full, 'default')}); {m.name} needs it. "
                                       f"Pass {m.name}'s trainer YAML as --config-file "
                                       f"(configs/trainers/{m.config_folder()}/*.yaml) or set {full}.")
-    _check_dataset_name(cfg.DATASET.NAME, prov)
     _check_ranges(cfg, trains, prov)
     if trains:
         for key, allowed in ENUMERATED_TRAINING.items():

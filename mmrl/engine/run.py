@@ -25,7 +25,7 @@ from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
 from mmrl.engine.runenv import code_version, environment, now, since_process_start
 from mmrl.engine.runlog import log_path_for, run_logging
-from mmrl.errors import CheckpointError, ConfigError, MMRLError, RunError, RunLocked
+from mmrl.errors import CheckpointError, ConfigError, DatasetError, MMRLError, RunError, RunLocked
 from mmrl.trainers import registry
 
 log = logging.getLogger("mmrl.engine")
@@ -59,17 +59,28 @@ def _check_output_dir(out: Path) -> None:
         raise RunError(f"the run directory {out} is not writable; pass a writable --output-dir.")
 
 
+def _check_dataset_name(name: str, set_by: str) -> None:
+    """A registered dataset, refused before the run directory is made (the loader would refuse it later)."""
+    from mmrl.datasets.registry import get_spec
+    if not name:
+        raise ConfigError("DATASET.NAME is not set: pass --dataset-config-file configs/datasets/<stem>.yaml.")
+    try:
+        get_spec(name, exact_case=True)
+    except DatasetError as e:
+        raise ConfigError(f"DATASET.NAME {name!r} (set by {set_by}): {e}") from None
+
+
 class Run:
     """One run directory: its arguments, config, record, lock and log."""
 
     def __init__(self, argv: list[str]):
         self.argv = argv
         self.args: RunArgs = parse_run_args(argv)
-        self.cfg = resolve_config(self.args).cfg
+        resolved = resolve_config(self.args)
+        self.cfg = resolved.cfg
         if not self.cfg.TRAINER.NAME:
             raise ConfigError(f"no method to run: pass --trainer (one of {', '.join(registry.names())}).")
-        if not self.cfg.DATASET.NAME:
-            raise ConfigError("DATASET.NAME is not set: pass --dataset-config-file configs/datasets/<stem>.yaml.")
+        _check_dataset_name(self.cfg.DATASET.NAME, resolved.provenance.get("DATASET.NAME", "default"))
         self.out = Path(self.cfg.OUTPUT_DIR).expanduser().resolve()
         if self.out.exists() and not self.out.is_dir():
             _check_output_dir(self.out)

@@ -177,6 +177,11 @@ def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
     if datasets is None:
         datasets = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS,
                     "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}[protocol]
+    named = [*datasets, *([source] if protocol in ("cd", "dg") else [])]
+    unknown = [s for s in named if s not in catalog.KNOWN_STEMS and not catalog.dataset_yaml(s).is_file()]
+    if unknown:
+        raise ConfigError(f"unknown dataset {unknown[0]!r} (no {catalog.dataset_yaml(unknown[0])}); --datasets and "
+                          f"--source take config stems: {', '.join(catalog.KNOWN_STEMS)}.")
     # a value listed twice (--seeds 1 1) is one run directory: one job, else two would race for it
     trainers, datasets = list(dict.fromkeys(trainers)), list(dict.fromkeys(datasets))
     seeds, shots = list(dict.fromkeys(int(s) for s in seeds)), list(dict.fromkeys(int(k) for k in shots))
