@@ -37,6 +37,11 @@ def test_another_methods_config_file_is_named():
         resolve_config(args(config=coop))
 
 
+def test_zero_shot_may_take_another_methods_input_settings():
+    coop = str(REPO / "configs/trainers/CoOp/vit_b16.yaml")
+    assert resolve_config(args(config=coop, trainer="ZeroshotCLIP")).cfg.TRAINER.NAME == "ZeroshotCLIP"
+
+
 def test_method_without_its_required_block_is_refused():
     with pytest.raises(ConfigError, match=r"TRAINER\.MMRL\.REP_LAYERS.*--config-file"):
         resolve_config(RunArgs(trainer="MMRL", dataset_config_file=DATASET_YAML, opts=["TASK", "B2N"]))

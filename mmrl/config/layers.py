@@ -66,11 +66,12 @@ def _check_file_kind(p, layer_kind: str, flat: dict[str, Any]) -> None:
 
 def _check_config_folder(config_file: str, trainer: str) -> None:
     """A shipped trainer YAML lives in its method's folder (configs/trainers/<folder>/): one from
-    another method's folder would run this method on that method's recipe."""
+    another method's folder would run this method on that method's recipe. A method that trains
+    nothing reads only the input settings, from any method's file (CoOp's zero-shot runs do)."""
     folder = config_path(config_file).resolve().parent
-    if folder.parent.name != "trainers":
-        return
     method = registry.get(trainer)
+    if folder.parent.name != "trainers" or not method.trains:
+        return
     owners = [m.name for m in registry.methods() if folder.name in (m.config_dir, m.config_folder())]
     if owners and folder.name not in (method.config_dir, method.config_folder()):
         raise ConfigError(f"--config-file {config_file} is a config of {owners[0]} (configs/trainers/{folder.name}/), "
