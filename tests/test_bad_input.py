@@ -238,3 +238,11 @@ def test_weights_where_of_an_unknown_release_is_named(capsys):
     from mmrl.cli import main as cli_main
     assert cli_main(["weights", "where", "ViT-B/61"]) == 2
     assert "'ViT-B/61' is not an OpenAI CLIP release; use one of ViT-B/32" in capsys.readouterr().err
+
+
+def test_load_epoch_the_model_dir_lacks_is_named_before_the_run(eurosat_root, trained_coop, tmp_path, capsys):
+    from engine_helpers import argv
+    out = tmp_path / "eval"
+    assert run_main(argv(eurosat_root, out, "--eval-only", "--model-dir", str(trained_coop), "--load-epoch", "7",
+                         subsample="new", trainer="CoOp")) == 2
+    assert "--load-epoch 7" in capsys.readouterr().err and not out.exists()

@@ -165,12 +165,11 @@ class Run:
         return registry.get(self.cfg.TRAINER.NAME).model_folder
 
     def check_model_dir(self) -> None:
-        """--eval-only: refuse a --model-dir whose training (our record.json) is not complete."""
+        """--eval-only: refuse a --model-dir of another method, without the checkpoint to load, or whose
+        training (our record.json) is not complete."""
         a = self.args
         if not (a.eval_only and a.model_dir):
             return
-        if not Path(a.model_dir).is_dir():
-            rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder)  # its error names the path
         train = read_record(a.model_dir)
         trained = (train or {}).get("trainer")
         if trained and trained != self.cfg.TRAINER.NAME:
@@ -178,6 +177,8 @@ class Run:
                            f"--trainer {self.cfg.TRAINER.NAME}; pass the run directory of a "
                            f"{self.cfg.TRAINER.NAME} training, or --trainer {trained} with its config.")
         if train is None or train.get("status") == "complete":
+            # no checkpoint to load (an empty folder, a --load-epoch it does not have): named before the run starts
+            rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder)
             return
         try:
             found = rundir.checkpoint_epoch(rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder))
