@@ -246,3 +246,8 @@ def test_load_epoch_the_model_dir_lacks_is_named_before_the_run(eurosat_root, tr
     assert run_main(argv(eurosat_root, out, "--eval-only", "--model-dir", str(trained_coop), "--load-epoch", "7",
                          subsample="new", trainer="CoOp")) == 2
     assert "--load-epoch 7" in capsys.readouterr().err and not out.exists()
+
+
+def test_lower_case_key_gets_the_key_as_hint():
+    with pytest.raises(ConfigError, match="unknown config key 'optim.lr'. Did you mean OPTIM.LR"):
+        resolve_config(args(opts=("optim.lr", "0.1")))

@@ -100,7 +100,7 @@ class ConfigBuilder:
     def _check_key(self, key: str, where: str) -> None:
         if key in self._known:
             return
-        close = difflib.get_close_matches(key, sorted(self._known), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key.upper(), sorted(self._known), n=1, cutoff=0.6)  # keys are upper case
         hint = f" Did you mean {close[0]}?" if close else ""
         raise ConfigError(f"{where}: unknown config key {key!r}.{hint}")
 
