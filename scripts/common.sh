@@ -6,6 +6,22 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"   # works without installin
 PY="${PYTHON:-python}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
+# Refused here, by the variable the user set (the sweep would name its own flag, or for a DATA a
+# local run cannot read, fail in every job).
+for var in SEEDS SHOTS; do
+    for v in ${!var:-}; do
+        if ! [[ "$v" =~ ^[0-9]+$ ]]; then
+            echo "error: $var='${!var}': expected whole numbers separated by spaces, e.g. $var=\"1 2 3\"" >&2
+            exit 2
+        fi
+    done
+done
+if [ -n "${DATA:-}" ] && [ ! -d "$DATA" ] && [[ "${EXECUTOR:-local}" == local || "${EXECUTOR:-local}" == gpus ]]; then
+    echo "error: DATA=$DATA is not a folder; export DATA=<the folder that holds the dataset folders>," \
+         "or unset DATA to run the built-in demo" >&2
+    exit 2
+fi
+
 sel=(--output "${OUTPUT:-output}")
 sel+=(--trainer ${TRAINERS:-MMRL MMRLpp ZeroshotCLIP})
 [ -n "${SEEDS:-}" ] && sel+=(--seeds $SEEDS)

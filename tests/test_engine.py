@@ -84,15 +84,13 @@ def test_kill_and_resume_equals_uninterrupted(data_root, tmp_path, monkeypatch):
     assert "Found checkpoint at" in (killed / "log.txt").read_text()
 
 
-def test_eval_only_refuses_without_checkpoint(data_root, tmp_path):
+def test_eval_only_refuses_without_checkpoint(data_root, tmp_path, capsys):
     empty = tmp_path / "not_trained"
     empty.mkdir()
     out = tmp_path / "ev"
-    assert run_main(argv(data_root, out, "--eval-only", "--model-dir", str(empty))) == 1
-    rec = record(out)
-    assert rec["status"] == "failed" and "no checkpoint found" in rec["error"]
-    assert not (out / "MultiModalRepresentationLearner").exists()
-    assert "epoch [" not in (out / "log.txt").read_text()
+    assert run_main(argv(data_root, out, "--eval-only", "--model-dir", str(empty))) == 2
+    assert "no checkpoint found" in capsys.readouterr().err
+    assert not out.exists()  # refused before the run directory is made
 
 
 def test_nan_loss_marks_run_failed(data_root, tmp_path, monkeypatch):

@@ -76,8 +76,8 @@ def test_training_state_without_a_record_is_refused(data_root, killed, capsys):
 @pytest.mark.slow
 def test_failed_start_without_state_may_rerun_under_another_config(data_root, tmp_path):
     out = tmp_path / "run"
-    # fails while building the model (bad backbone), before any checkpoint exists
-    assert run_main(argv(data_root, out, epochs=1, opts=["MODEL.BACKBONE.NAME", "no-such-clip"])) == 1
+    # fails while building the model (an open_clip tag it does not have), before any checkpoint exists
+    assert run_main(argv(data_root, out, epochs=1, opts=["MODEL.BACKBONE.NAME", "ViT-B-16:no-such-tag"])) == 1
     assert record(out)["status"] == "failed"
     assert run_main(argv(data_root, out, epochs=1)) == 0
     rec = record(out)

@@ -14,6 +14,7 @@ the same verification.  Cache: MODEL.BACKBONE.CACHE_DIR, else $MMRL_CLIP_CACHE, 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import warnings
@@ -56,6 +57,8 @@ def clip_cache_dir(cfg_value: str = "") -> Path:
 def openai_url(name: str) -> tuple[str, str, str]:
     """(url, file name, sha256) of an OpenAI CLIP release; the hash is part of the URL."""
     from open_clip.pretrained import get_pretrained_url
+    if name not in OPENAI_NAMES:
+        raise WeightsError(f"{name!r} is not an OpenAI CLIP release; use one of {', '.join(OPENAI_NAMES)}.")
     arch = OPENAI_NAMES[name]
     url = get_pretrained_url(arch, "openai")
     if not url:
@@ -64,9 +67,11 @@ def openai_url(name: str) -> tuple[str, str, str]:
     return url, parts[-1], parts[-2]
 
 
-def _read_openai_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _read_openai_state_dict(path: Path, explicit: bool = False) -> dict[str, torch.Tensor]:
     """OpenAI's TorchScript archive or a plain state dict with OpenAI key names."""
-    fix = "Delete it and run again to re-download, or fetch it by hand (`mmrl weights where` prints the URL)."
+    fix = ("Set MODEL.BACKBONE.WEIGHTS to an OpenAI CLIP .pt file, or unset it to use the verified download."
+           if explicit else
+           "Delete it and run again to re-download, or fetch it by hand (`mmrl weights where` prints the URL).")
     if zipfile.is_zipfile(path):
         try:
             # TorchScript is loaded by torch's own deserializer (no arbitrary pickle).
@@ -139,13 +144,30 @@ def _resolve_openai_file(name: str, cache_dir: Path, download: bool = True) -> t
     return path, sha
 
 
-def check_weights_option(name: str, weights: str) -> None:
-    """MODEL.BACKBONE.WEIGHTS is an OpenAI CLIP file: refused for a backbone that would ignore it."""
+def check_backbone_options(name: str, weights: str) -> None:
+    """MODEL.BACKBONE.NAME is one this module builds, and MODEL.BACKBONE.WEIGHTS an OpenAI CLIP file,
+    refused for a backbone that would ignore it: checked before a run starts."""
+    if not (name in OPENAI_NAMES or name in TINY_ARCHS or ":" in name):
+        known = ", ".join(list(OPENAI_NAMES) + list(TINY_ARCHS))
+        raise WeightsError(f"MODEL.BACKBONE.NAME {name!r} is not known. Use one of {known}, an open_clip "
+                           f"'ARCH:TAG' (e.g. ViT-B-16:laion2b_s34b_b88k) or 'random:ARCH'.")
+    if ":" in name:
+        import open_clip
+        arch = name.split(":", 1)[1] if name.startswith("random:") else name.split(":", 1)[0]
+        if arch not in open_clip.list_models():
+            close = difflib.get_close_matches(arch, open_clip.list_models(), n=3)
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise WeightsError(f"MODEL.BACKBONE.NAME {name!r}: open_clip has no architecture {arch!r}{hint}; "
+                               f"`python -c 'import open_clip; print(open_clip.list_models())'` lists them.")
     if weights and name not in OPENAI_NAMES:
         raise WeightsError(f"MODEL.BACKBONE.WEIGHTS ({weights}) is set, but backbone {name!r} does not take a "
                            f"weights file (only {', '.join(OPENAI_NAMES)} do; tiny, demo, random: and open_clip "
                            f"ARCH:TAG backbones bring their own). Unset MODEL.BACKBONE.WEIGHTS or change "
                            f"MODEL.BACKBONE.NAME.")
+    if weights and not Path(weights).expanduser().is_file():
+        what = "is a folder" if Path(weights).expanduser().exists() else "does not exist"
+        raise WeightsError(f"MODEL.BACKBONE.WEIGHTS points to {weights}, which {what}. Pass the path of an "
+                           f"OpenAI CLIP {name} .pt file, or unset it to use the verified download.")
 
 
 def load_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn.Module, BackboneInfo]:
@@ -154,7 +176,7 @@ def load_backbone(name: str, weights: str = "", cache_dir: str = "") -> tuple[nn
     Construction leaves the caller's random streams as they were (module initialisers draw
     from a fork), so a run's stream does not depend on whether the backbone was cached.
     """
-    check_weights_option(name, weights)
+    check_backbone_options(name, weights)
     with isolated_rng():
         return _load_backbone(name, weights, cache_dir)
 
@@ -174,15 +196,13 @@ def _load_backbone(name: str, weights: str, cache_dir: str) -> tuple[nn.Module, 
     elif name in OPENAI_NAMES:
         if weights:
             path = Path(weights).expanduser()
-            if not path.is_file():
-                raise WeightsError(f"MODEL.BACKBONE.WEIGHTS points to {path}, which does not exist.")
             sha = sha256_file(path)
             info = BackboneInfo(name, "explicit-file", str(path), sha)
         else:
             path, sha = _resolve_openai_file(name, clip_cache_dir(cache_dir))
             info = BackboneInfo(name, "openai-file", str(path), sha)
-        model = _build_from_openai_sd(_read_openai_state_dict(path), path)
-    elif ":" in name:
+        model = _build_from_openai_sd(_read_openai_state_dict(path, explicit=bool(weights)), path)
+    else:  # an open_clip ARCH:TAG (check_backbone_options refused any other name)
         import open_clip
         arch, tag = name.split(":", 1)
         try:
@@ -190,10 +210,6 @@ def _load_backbone(name: str, weights: str, cache_dir: str) -> tuple[nn.Module, 
         except Exception as e:
             raise WeightsError(f"open_clip could not load {arch} with pretrained tag {tag!r}: {e}") from None
         info = BackboneInfo(name, "open_clip", extra={"arch": arch, "tag": tag})
-    else:
-        known = ", ".join(list(OPENAI_NAMES) + list(TINY_ARCHS))
-        raise WeightsError(f"MODEL.BACKBONE.NAME {name!r} is not known. Use one of {known}, an open_clip "
-                           f"'ARCH:TAG' (e.g. ViT-B-16:laion2b_s34b_b88k) or 'random:ARCH'.")
     if not hasattr(model, "visual") or not hasattr(model.visual, "transformer"):
         raise WeightsError(f"backbone {name!r} is not a CLIP ViT with the usual block structure")
     model = model.float().eval()

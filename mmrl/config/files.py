@@ -52,10 +52,29 @@ def config_path(path: str | os.PathLike) -> Path:
     return shipped if shipped.is_file() else p
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last
+    one without a word, so a pasted block could silently undo an edit above it)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (str, int, float, bool)) and key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice in one mapping; "
+                                                    f"keep one of them", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml_mapping(p: Path) -> dict[str, Any]:
     """A YAML file whose top level is a mapping; ConfigError naming the file otherwise."""
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise ConfigError(f"{p}: not a readable YAML file ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):

@@ -48,6 +48,37 @@ def _coerce(key: str, old: Any, new: Any, where: str) -> Any:
         f"got {new!r} ({type(new).__name__})")
 
 
+def _check_file_kind(p, layer_kind: str, flat: dict[str, Any]) -> None:
+    """A dataset YAML names a dataset and a trainer YAML sets more than that: a file passed to the
+    other flag (or an empty one) is named instead of running on defaults."""
+    flag = "--dataset-config-file" if layer_kind == "dataset" else "--config-file"
+    if not flat:
+        raise ConfigError(f"{flag} {p} holds no config keys (an empty file?); pass a "
+                          f"{'configs/datasets/<stem>.yaml' if layer_kind == 'dataset' else 'trainer'} YAML.")
+    if layer_kind == "dataset" and "DATASET.NAME" not in flat:
+        raise ConfigError(f"--dataset-config-file {p} sets no DATASET.NAME, so it is not a dataset YAML (a trainer "
+                          f"YAML belongs to --config-file); pass one of configs/datasets/<stem>.yaml.")
+    if layer_kind == "trainer" and all(k.startswith("DATASET.") for k in flat):
+        raise ConfigError(f"--config-file {p} sets only DATASET keys: it is a dataset YAML (it belongs to "
+                          f"--dataset-config-file); pass a trainer YAML such as "
+                          f"configs/trainers/<TRAINER>/vit_b16.yaml.")
+
+
+def _check_config_folder(config_file: str, trainer: str) -> None:
+    """A shipped trainer YAML lives in its method's folder (configs/trainers/<folder>/): one from
+    another method's folder would run this method on that method's recipe. A method that trains
+    nothing reads only the input settings, from any method's file (CoOp's zero-shot runs do)."""
+    folder = config_path(config_file).resolve().parent
+    method = registry.get(trainer)
+    if folder.parent.name != "trainers" or not method.trains:
+        return
+    owners = [m.name for m in registry.methods() if folder.name in (m.config_dir, m.config_folder())]
+    if owners and folder.name not in (method.config_dir, method.config_folder()):
+        raise ConfigError(f"--config-file {config_file} is a config of {owners[0]} (configs/trainers/{folder.name}/), "
+                          f"but this run is --trainer {trainer}; pass one of "
+                          f"configs/trainers/{method.config_folder()}/*.yaml or the matching --trainer.")
+
+
 @dataclass
 class ResolvedConfig:
     cfg: CN
@@ -69,7 +100,7 @@ class ConfigBuilder:
     def _check_key(self, key: str, where: str) -> None:
         if key in self._known:
             return
-        close = difflib.get_close_matches(key, sorted(self._known), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key.upper(), sorted(self._known), n=1, cutoff=0.6)  # keys are upper case
         hint = f" Did you mean {close[0]}?" if close else ""
         raise ConfigError(f"{where}: unknown config key {key!r}.{hint}")
 
@@ -91,7 +122,9 @@ class ConfigBuilder:
         if not p.is_file():
             raise ConfigError(f"{layer_kind} config file not found: {p}. Pass an existing YAML "
                               f"(a relative configs/... path also looks in {configs_dir()}).")
-        self.merge_flat(_flatten_plain(read_yaml_mapping(p)), f"{layer_kind}:{p}")
+        flat = _flatten_plain(read_yaml_mapping(p))
+        _check_file_kind(p, layer_kind, flat)
+        self.merge_flat(flat, f"{layer_kind}:{p}")
 
     def merge_opts(self, opts: list[str]) -> None:
         if len(opts) % 2:
@@ -146,6 +179,8 @@ def resolve_config(args: RunArgs) -> ResolvedConfig:
         b.merge_yaml(args.dataset_config_file, "dataset")
     if args.config_file:
         b.merge_yaml(args.config_file, "trainer")
+        if args.trainer:
+            _check_config_folder(args.config_file, args.trainer)
 
     trainer = args.trainer or b.get("TRAINER.NAME")
     if args.trainer:

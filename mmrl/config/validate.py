@@ -50,6 +50,24 @@ def _validated_methods(cfg: CN) -> list:
     return [m for m in registry.methods() if m.name == running or m.block_in_every_hash]
 
 
+def _check_ranges(cfg: CN, trains: bool, prov: dict[str, str]) -> None:
+    """Numbers outside the range the loop can use (torch or a modulo would fail mid-run)."""
+    def refuse(key: str, value: Any, need: str) -> None:
+        raise ConfigError(f"{key} = {value!r} (set by {prov.get(key, 'default')}) must be {need}.")
+    if trains and not cfg.OPTIM.LR > 0:
+        refuse("OPTIM.LR", cfg.OPTIM.LR, "> 0 for a training run")
+    if cfg.DATALOADER.NUM_WORKERS < 0:
+        refuse("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS, ">= 0 (0 loads in the main process)")
+    if cfg.TRAIN.PRINT_FREQ < 1:
+        refuse("TRAIN.PRINT_FREQ", cfg.TRAIN.PRINT_FREQ, ">= 1 (batches between log lines)")
+    for key in ("INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD"):
+        values = list(cfg.INPUT[key.split(".")[1]])
+        if len(values) != 3:
+            refuse(key, values, "three numbers, one per RGB channel")
+    if min(cfg.INPUT.PIXEL_STD) <= 0:
+        refuse("INPUT.PIXEL_STD", list(cfg.INPUT.PIXEL_STD), "positive (each channel is divided by it)")
+
+
 def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None = None) -> None:
     """Refuse values the harness would not honour, before any data or model is loaded."""
     prov = provenance or {}
@@ -61,6 +79,14 @@ def validate(cfg: CN, *, trains: bool = True, provenance: dict[str, str] | None 
             full = f"TRAINER.{m.block_key}.{key}"
             _check_choice(full, flat[full], allowed, prov)
         m.validate(cfg.TRAINER)
+        if m.name == cfg.TRAINER.NAME:
+            for key in m.required_keys:
+                full = f"TRAINER.{m.block_key}.{key}"
+                if not flat[full]:
+                    raise ConfigError(f"{full} is empty (set by {prov.get(full, 'default')}); {m.name} needs it. "
+                                      f"Pass {m.name}'s trainer YAML as --config-file "
+                                      f"(configs/trainers/{m.config_folder()}/*.yaml) or set {full}.")
+    _check_ranges(cfg, trains, prov)
     if trains:
         for key, allowed in ENUMERATED_TRAINING.items():
             _check_choice(key, flat[key], allowed, prov, " by the MMRL protocol's training loop")

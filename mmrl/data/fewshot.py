@@ -95,7 +95,7 @@ def pool_sha256(pool: Sequence[Item], dataset_dir: str) -> str:
 
 
 def _resolve(relpaths: Any, pool: Sequence[Item], dataset_dir: str, path: Path, key: str) -> list[Item]:
-    if not isinstance(relpaths, list):
+    if not isinstance(relpaths, list) or not all(isinstance(r, str) for r in relpaths):
         raise _stale(path, f"{key!r} is not a list of paths")
     index: dict[str, Item] = {}
     for item in pool:

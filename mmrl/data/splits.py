@@ -92,6 +92,21 @@ def _check_labels(path: str, *lists: Sequence[Item]) -> None:
         if name_of.setdefault(it.label, it.classname) != it.classname:
             raise DatasetError(f"Split file {path}: label {it.label} is both {name_of[it.label]!r} and "
                                f"{it.classname!r}. Delete the file and download the published split again.")
+    train, *others = lists
+    if not train:
+        return  # a test-only dataset's file
+    trained = {it.label for it in train}
+    gaps = sorted(set(range(max(trained) + 1)) - trained)
+    if gaps:
+        raise DatasetError(f"Split file {path}: 'train' has labels up to {max(trained)} but none of {gaps[:10]}, so "
+                           f"the class names would be misaligned with the labels. Delete the file and download the "
+                           f"published split again.")
+    for key, lst in zip(SPLIT_KEYS[1:], others):
+        for i, it in enumerate(lst):
+            if it.label not in trained:
+                raise DatasetError(f"Split file {path}: entry {i} of {key!r} ({it.impath}) has label {it.label} "
+                                   f"({it.classname!r}), which no 'train' entry has, so no classifier could score "
+                                   f"it. Delete the file and download the published split again.")
 
 
 def check_images_exist(items: Iterable[Item], source: str, fix: str) -> None:

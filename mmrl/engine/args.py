@@ -55,6 +55,9 @@ def namespace_to_run_args(ns: argparse.Namespace) -> RunArgs:
     if ns.allow_unfinished and not ns.eval_only:
         raise ConfigError("--allow-unfinished only applies to --eval-only runs (evaluating an unfinished "
                           "--model-dir).")
+    if ns.load_epoch is not None and not ns.eval_only:
+        raise ConfigError(f"--load-epoch {ns.load_epoch} only applies to --eval-only runs (the checkpoint of "
+                          f"--model-dir to evaluate); a training run resumes from its own --output-dir.")
     return RunArgs(
         root=ns.root, output_dir=ns.output_dir, resume=ns.resume, seed=ns.seed,
         trainer=ns.trainer, dataset_config_file=ns.dataset_config_file, config_file=ns.config_file,

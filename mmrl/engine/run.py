@@ -25,7 +25,7 @@ from mmrl.engine.args import parse_run_args
 from mmrl.engine.rundir import RECORD_NAME, SCHEMA, RunLock, read_record, run_identity, write_record
 from mmrl.engine.runenv import code_version, environment, now, since_process_start
 from mmrl.engine.runlog import log_path_for, run_logging
-from mmrl.errors import CheckpointError, MMRLError, RunError, RunLocked
+from mmrl.errors import CheckpointError, ConfigError, DatasetError, MMRLError, RunError, RunLocked
 from mmrl.trainers import registry
 
 log = logging.getLogger("mmrl.engine")
@@ -59,13 +59,28 @@ def _check_output_dir(out: Path) -> None:
         raise RunError(f"the run directory {out} is not writable; pass a writable --output-dir.")
 
 
+def _check_dataset_name(name: str, set_by: str) -> None:
+    """A registered dataset, refused before the run directory is made (the loader would refuse it later)."""
+    from mmrl.datasets.registry import get_spec
+    if not name:
+        raise ConfigError("DATASET.NAME is not set: pass --dataset-config-file configs/datasets/<stem>.yaml.")
+    try:
+        get_spec(name, exact_case=True)
+    except DatasetError as e:
+        raise ConfigError(f"DATASET.NAME {name!r} (set by {set_by}): {e}") from None
+
+
 class Run:
     """One run directory: its arguments, config, record, lock and log."""
 
     def __init__(self, argv: list[str]):
         self.argv = argv
         self.args: RunArgs = parse_run_args(argv)
-        self.cfg = resolve_config(self.args).cfg
+        resolved = resolve_config(self.args)
+        self.cfg = resolved.cfg
+        if not self.cfg.TRAINER.NAME:
+            raise ConfigError(f"no method to run: pass --trainer (one of {', '.join(registry.names())}).")
+        _check_dataset_name(self.cfg.DATASET.NAME, resolved.provenance.get("DATASET.NAME", "default"))
         self.out = Path(self.cfg.OUTPUT_DIR).expanduser().resolve()
         if self.out.exists() and not self.out.is_dir():
             _check_output_dir(self.out)
@@ -73,8 +88,8 @@ class Run:
         if root and not os.path.isdir(os.path.expanduser(root)):
             raise RunError(f"--root {root} is not a folder (DATASET.ROOT). Pass the folder that holds the dataset "
                            f"folders; leave --root out only to run the built-in demo dataset.")
-        from mmrl.clip.backbone import check_weights_option
-        check_weights_option(self.cfg.MODEL.BACKBONE.NAME, self.cfg.MODEL.BACKBONE.WEIGHTS)
+        from mmrl.clip.backbone import check_backbone_options
+        check_backbone_options(self.cfg.MODEL.BACKBONE.NAME, self.cfg.MODEL.BACKBONE.WEIGHTS)
         self.identity = run_identity(self.args)
         self.hash = config_hash(self.cfg, self.identity)
         self.previous = read_record(self.out)
@@ -150,12 +165,20 @@ class Run:
         return registry.get(self.cfg.TRAINER.NAME).model_folder
 
     def check_model_dir(self) -> None:
-        """--eval-only: refuse a --model-dir whose training (our record.json) is not complete."""
+        """--eval-only: refuse a --model-dir of another method, without the checkpoint to load, or whose
+        training (our record.json) is not complete."""
         a = self.args
         if not (a.eval_only and a.model_dir):
             return
         train = read_record(a.model_dir)
+        trained = (train or {}).get("trainer")
+        if trained and trained != self.cfg.TRAINER.NAME:
+            raise RunError(f"--model-dir {a.model_dir} holds a {trained} training (its {RECORD_NAME}), but this run is "
+                           f"--trainer {self.cfg.TRAINER.NAME}; pass the run directory of a "
+                           f"{self.cfg.TRAINER.NAME} training, or --trainer {trained} with its config.")
         if train is None or train.get("status") == "complete":
+            # no checkpoint to load (an empty folder, a --load-epoch it does not have): named before the run starts
+            rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder)
             return
         try:
             found = rundir.checkpoint_epoch(rundir.find_checkpoint(a.model_dir, a.load_epoch, self._model_folder))

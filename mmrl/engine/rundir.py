@@ -93,7 +93,25 @@ def read_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     if not isinstance(rec.get("schema", SCHEMA), int) or rec.get("schema", SCHEMA) > SCHEMA:
         raise RecordError(f"{p} has record schema {rec.get('schema')!r}; this version of the harness reads schema "
                           f"{SCHEMA} and older. Use the version that wrote it, or move the run aside.")
+    bad = _misshapen_fields(rec)
+    if bad:
+        raise RecordError(f"{p} is not a run record this harness wrote: {', '.join(bad)}. {corrupt_record_hint(p)}")
     return rec
+
+
+_MAPPING_FIELDS = ("metrics", "config", "identity", "checkpoint", "backbone", "timings", "env", "params")
+
+
+def _misshapen_fields(rec: dict[str, Any]) -> list[str]:
+    """The fields a reader of the record relies on that have another JSON type than the one written."""
+    bad = [f"{k!r} is a {type(rec[k]).__name__}, not an object" for k in _MAPPING_FIELDS
+           if rec.get(k) is not None and not isinstance(rec[k], dict)]
+    acc = rec["metrics"].get("accuracy") if isinstance(rec.get("metrics"), dict) else None
+    if acc is not None and (isinstance(acc, bool) or not isinstance(acc, (int, float))):
+        bad.append(f"'metrics.accuracy' is {acc!r}, not a number")
+    if rec.get("history") is not None and not isinstance(rec["history"], list):
+        bad.append("'history' is not a list")
+    return bad
 
 
 def corrupt_record_hint(path: Path) -> str:
@@ -144,7 +162,8 @@ def find_checkpoint(model_dir: str | os.PathLike, load_epoch: int | None = None,
     else model-best, else the one the ``checkpoint`` file names, else the highest epoch."""
     folder = model_folder(model_dir, folder)
     if not Path(model_dir).is_dir():
-        raise CheckpointError(f"--model-dir {model_dir} does not exist; pass the run directory of a training run.")
+        what = "is a file, not a folder" if Path(model_dir).exists() else "does not exist"
+        raise CheckpointError(f"--model-dir {model_dir} {what}; pass the run directory of a training run.")
     if not folder.is_dir():
         raise CheckpointError(f"no checkpoint found: {folder} does not exist. Train first (without --eval-only) "
                               f"or point --model-dir at a finished training run.")

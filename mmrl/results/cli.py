@@ -116,4 +116,7 @@ def cmd_plot(args) -> int:
         print(os.fspath(p))
     if report.missing:
         print(f"note: {len(report.missing)} run(s) missing; those points use the seeds that exist")
+        for m in report.missing:  # a run that exists but was not read: say why (`mmrl status` lists the rest)
+            if not m.endswith("(not run)"):
+                print(f"  {m}")
     return 0

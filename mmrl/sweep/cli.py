@@ -84,6 +84,11 @@ def register_sweep(subparsers) -> None:
 
 def _resolve_inputs(args) -> tuple[list[Job], list[str]]:
     from mmrl.sweep.dataroot import resolve_data_root
+    if args.shots and args.protocol != "fs":
+        raise ConfigError(f"--shots applies to --protocol fs only; {args.protocol} runs use 16 shots (or none). "
+                          f"Leave --shots out.")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise ConfigError(f"--output {args.output} is a file; pass the folder the run directories go under.")
     root = resolve_data_root(args.root)
     datasets, source = args.datasets, args.source or catalog.CD_SOURCE
     if root.demo:

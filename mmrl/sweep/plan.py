@@ -154,6 +154,16 @@ class _Builder:
         return job
 
 
+def _check_opts(trainers, opts: list[str]) -> None:
+    """--opts keys and value types, checked once here instead of failing in every job."""
+    from mmrl.config.layers import ConfigBuilder
+    for t in trainers:
+        try:
+            ConfigBuilder(t).merge_opts(opts)
+        except ConfigError as e:
+            raise ConfigError(f"--opts {' '.join(opts)}: {str(e).removeprefix('cli opts: ')}") from None
+
+
 def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
            shots=DEFAULT_SHOTS, root: str = "", output: str = "output", extra_opts=(),
            source: str = catalog.CD_SOURCE) -> list[Job]:
@@ -168,9 +178,22 @@ def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
         registry.get(t)  # known, else a ConfigError listing the registered ones
     if len(extra_opts) % 2:
         raise ConfigError(f"--opts must be KEY VALUE pairs; got an odd list: {list(extra_opts)}")
+    _check_opts(trainers, list(extra_opts))
+    negative = [s for s in seeds if int(s) < 0]
+    if negative:
+        raise ConfigError(f"--seeds {' '.join(map(str, negative))}: a negative seed leaves the run unseeded; pass "
+                          f"seeds >= 0 (the protocol's are {' '.join(map(str, DEFAULT_SEEDS))}).")
+    if protocol == "fs" and any(int(k) < 1 for k in shots):
+        raise ConfigError(f"--shots {' '.join(map(str, shots))}: few-shot runs need K >= 1 shots per class "
+                          f"(the protocol's are {' '.join(map(str, DEFAULT_SHOTS))}).")
     if datasets is None:
         datasets = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS,
                     "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}[protocol]
+    named = [*datasets, *([source] if protocol in ("cd", "dg") else [])]
+    unknown = [s for s in named if s not in catalog.KNOWN_STEMS and not catalog.dataset_yaml(s).is_file()]
+    if unknown:
+        raise ConfigError(f"unknown dataset {unknown[0]!r} (no {catalog.dataset_yaml(unknown[0])}); --datasets and "
+                          f"--source take config stems: {', '.join(catalog.KNOWN_STEMS)}.")
     # a value listed twice (--seeds 1 1) is one run directory: one job, else two would race for it
     trainers, datasets = list(dict.fromkeys(trainers)), list(dict.fromkeys(datasets))
     seeds, shots = list(dict.fromkeys(int(s) for s in seeds)), list(dict.fromkeys(int(k) for k in shots))

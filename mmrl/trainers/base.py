@@ -105,6 +105,8 @@ class Method:
     # Blocks hashed into every run's config hash: the methods that existed when runs recorded
     # their whole config, so that their runs keep their hash as methods are added.
     block_in_every_hash: bool = False
+    # Keys of its block that have no usable default: a run of it refuses them empty (its YAML sets them).
+    required_keys: tuple[str, ...] = ()
 
     @property
     def block_key(self) -> str:

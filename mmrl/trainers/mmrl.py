@@ -76,6 +76,7 @@ class MMRL(Method):
     in_sweep_by_default = True
     block_in_every_hash = True
     block_extra: dict = {}
+    required_keys = ("REP_LAYERS",)
 
     def config_block(self) -> CN:
         node = CN()
