@@ -111,7 +111,7 @@ def test_a_sweep_refuses_a_dataset_or_trainer_without_its_yaml_before_running(tm
              "--output", str(tmp_path / "out")]
     assert main([*sweep, "--datasets", "no_such_stem"]) == 2
     err = capsys.readouterr().err
-    assert "--datasets no_such_stem" in err and "datasets/no_such_stem.yaml" in err and "MMRL_CONFIGS" in err
+    assert "unknown dataset 'no_such_stem'" in err and "datasets/no_such_stem.yaml" in err and "MMRL_CONFIGS" in err
     monkeypatch.setattr(registry.get("CoOp"), "config_folder", lambda: "NoSuchFolder")
     assert main([*sweep, "--datasets", "eurosat"]) == 2
     err = capsys.readouterr().err

@@ -93,13 +93,15 @@ def trainer_config_file(trainer: str, cfg: str) -> str:
 def check_config_files(jobs: list[Job]) -> None:
     """Refuse, before any job starts, a plan whose config files are missing (else every job of
     that trainer or dataset would fail on it)."""
+    plugin = "for a plug-in put it in a folder and set MMRL_CONFIGS to that folder (which needs only your own files)"
     for job in jobs:
-        for flag, what in (("--dataset-config-file", f"--datasets {job.dataset}"),
-                           ("--config-file", f"--trainers {job.trainer}")):
-            path = job.argv[job.argv.index(flag) + 1]
-            if not os.path.isfile(path):
-                raise ConfigError(f"{what} has no config file {path}; write it, or for a plug-in put it in a "
-                                  f"folder and set MMRL_CONFIGS to that folder (which needs only your own files)")
+        path = job.argv[job.argv.index("--dataset-config-file") + 1]
+        if not os.path.isfile(path):
+            raise ConfigError(f"unknown dataset {job.dataset!r} (--datasets / --source): no config file {path}. "
+                              f"The shipped stems are {', '.join(catalog.KNOWN_STEMS)}; {plugin}.")
+        path = job.argv[job.argv.index("--config-file") + 1]
+        if not os.path.isfile(path):
+            raise ConfigError(f"--trainers {job.trainer} has no config file {path}; write it, or {plugin}.")
 
 
 def run_dir(output: str, *parts: str) -> str:
@@ -189,11 +191,6 @@ def expand(protocol: str, *, trainers=None, datasets=None, seeds=DEFAULT_SEEDS,
     if datasets is None:
         datasets = {"b2n": catalog.B2N_DATASETS, "fs": catalog.FS_DATASETS,
                     "cd": catalog.CD_TARGETS, "dg": catalog.DG_TARGETS}[protocol]
-    named = [*datasets, *([source] if protocol in ("cd", "dg") else [])]
-    unknown = [s for s in named if s not in catalog.KNOWN_STEMS and not catalog.dataset_yaml(s).is_file()]
-    if unknown:
-        raise ConfigError(f"unknown dataset {unknown[0]!r} (no {catalog.dataset_yaml(unknown[0])}); --datasets and "
-                          f"--source take config stems: {', '.join(catalog.KNOWN_STEMS)}.")
     # a value listed twice (--seeds 1 1) is one run directory: one job, else two would race for it
     trainers, datasets = list(dict.fromkeys(trainers)), list(dict.fromkeys(datasets))
     seeds, shots = list(dict.fromkeys(int(s) for s in seeds)), list(dict.fromkeys(int(k) for k in shots))
