@@ -21,6 +21,15 @@ def tiny_clip():
     return load_backbone("tiny-test")[0]
 
 
+@pytest.fixture
+def tiny_weights_pass_as_openai(monkeypatch, tiny_clip):
+    """tiny-test state dicts stand in for OpenAI release files (ViT-B/16 ...): the release's shapes
+    are taken to be tiny-test's."""
+    from mmrl.clip import backbone
+    shapes = backbone.architecture_of(tiny_clip)
+    monkeypatch.setattr(backbone, "openai_architecture", lambda name: shapes)
+
+
 @pytest.fixture(scope="session")
 def vitb16_clip():
     """ViT-B/16-sized CLIP with random weights (no download)."""

@@ -389,6 +389,7 @@ def test_table_save_to_a_folder_is_named(tmp_path, capsys):
     assert "Is a directory" in err and str(tmp_path / "dir") in err
 
 
+@pytest.mark.usefixtures("tiny_weights_pass_as_openai")
 def test_eval_on_other_backbone_weights_than_the_training_is_refused(data_root, tmp_path, capsys):
     """MODEL.BACKBONE.WEIGHTS is a path: the eval's file may hold other weights than the training's
     (the learned tensors fit any file of the architecture). The records' SHA-256s tell."""
@@ -414,6 +415,7 @@ def test_eval_on_other_backbone_weights_than_the_training_is_refused(data_root, 
     assert str(files["b"]) in rec["error"] and str(files["a"]) in rec["error"] and "MODEL.BACKBONE.WEIGHTS" in rec["error"]
 
 
+@pytest.mark.usefixtures("tiny_weights_pass_as_openai")
 def test_resume_after_the_weights_file_changed_is_refused(data_root, tmp_path, monkeypatch):
     from mmrl.clip import backbone
     clip = backbone.load_backbone("tiny-test")[0]
@@ -433,6 +435,7 @@ def test_resume_after_the_weights_file_changed_is_refused(data_root, tmp_path, m
     assert not (out / MODEL / "model.pth.tar-3").exists()
 
 
+@pytest.mark.usefixtures("tiny_weights_pass_as_openai")
 def test_resume_refused_for_changed_weights_stays_refused_until_the_file_is_back(data_root, tmp_path, monkeypatch):
     from mmrl.clip import backbone
     clip = backbone.load_backbone("tiny-test")[0]

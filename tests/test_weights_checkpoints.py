@@ -27,6 +27,7 @@ def openai_style_file(tmp_path_factory, tiny_clip):
     return path
 
 
+@pytest.mark.usefixtures("tiny_weights_pass_as_openai")
 def test_explicit_weights_file_is_taken_as_given(openai_style_file, tiny_clip):
     model, info = backbone.load_backbone("ViT-B/16", weights=str(openai_style_file))
     assert info.source == "explicit-file" and info.sha256 == sha256_file(openai_style_file)
@@ -34,6 +35,7 @@ def test_explicit_weights_file_is_taken_as_given(openai_style_file, tiny_clip):
     assert not any(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.usefixtures("tiny_weights_pass_as_openai")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_openai_file_builds_the_same_model_as_open_clip_does(tmp_path, tiny_clip, dtype):
     """Construction without initial draws or the fp16 round trip ends with what open_clip's own
@@ -254,3 +256,29 @@ def test_authors_checkpoint_of_another_backbone_is_refused(tmp_path, tiny_clip):
     sd["image_encoder.conv1.weight"] = sd["image_encoder.conv1.weight"].float() * 1.1  # another pretraining
     with pytest.raises(CheckpointError, match=r"its frozen image_encoder.conv1.weight differs from backbone tiny-test"):
         MMRL().build_for_eval(ctx, EvalCheckpoint(str(tmp_path), sd, arch, 10))
+
+
+def test_a_weights_file_of_another_release_is_refused_naming_the_shapes(openai_style_file):
+    """The model is built from the file's shapes: without the check a ViT-B/32 file given as
+    ViT-B/16 would train, and be recorded, as ViT-B/16."""
+    with pytest.raises(WeightsError, match=r"is not a ViT-B/16 CLIP: its patch size 32 \(not 16\), vision width 64 "
+                                           r"\(not 768\)") as e:
+        backbone.load_backbone("ViT-B/16", weights=str(openai_style_file))
+    assert str(openai_style_file) in str(e.value) and "MODEL.BACKBONE.NAME" in str(e.value)
+
+
+def test_the_shapes_read_from_a_built_clip_are_its_configs(tiny_clip):
+    from mmrl.clip.archs import TINY_ARCHS
+    a = TINY_ARCHS["tiny-test"]
+    assert backbone.architecture_of(tiny_clip) == {
+        "image size": a["image_size"], "patch size": a["patch_size"], "vision width": a["vision_width"],
+        "vision layers": a["layers"], "text width": a["text_width"], "text layers": a["layers"],
+        "embedding": a["embed_dim"]}
+
+
+@pytest.mark.slow
+def test_a_vit_b16_is_a_vit_b16_and_not_a_vit_b32(vitb16_clip):
+    shapes = backbone.architecture_of(vitb16_clip)
+    assert shapes == backbone.openai_architecture("ViT-B/16")
+    other = backbone.openai_architecture("ViT-B/32")
+    assert {k for k in shapes if shapes[k] != other[k]} == {"patch size"}

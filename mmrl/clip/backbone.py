@@ -124,6 +124,36 @@ def _build_from_openai_sd(sd: dict[str, torch.Tensor], path: Path) -> nn.Module:
     return model
 
 
+def openai_architecture(name: str) -> dict[str, int]:
+    """The shapes of the OpenAI release ``name`` (open_clip's config of it)."""
+    import open_clip
+    c = open_clip.get_model_config(OPENAI_NAMES[name])
+    v, t = c["vision_cfg"], c["text_cfg"]
+    return {"image size": v["image_size"], "patch size": v["patch_size"], "vision width": v["width"],
+            "vision layers": v["layers"], "text width": t["width"], "text layers": t["layers"],
+            "embedding": c["embed_dim"]}
+
+
+def architecture_of(model: nn.Module) -> dict[str, int]:
+    """The same shapes, read from a built CLIP."""
+    v = model.visual
+    size = v.image_size
+    return {"image size": size[0] if isinstance(size, (tuple, list)) else size, "patch size": v.conv1.kernel_size[0],
+            "vision width": v.conv1.out_channels, "vision layers": len(v.transformer.resblocks),
+            "text width": model.transformer.width, "text layers": len(model.transformer.resblocks),
+            "embedding": model.text_projection.shape[1]}
+
+
+def _check_file_is(name: str, model: nn.Module, path: Path) -> None:
+    """A weights file chosen by the user holds the release MODEL.BACKBONE.NAME names: the model is
+    built from the file's shapes, so a ViT-B/32 file would otherwise run (and be recorded) as ViT-B/16."""
+    want, got = openai_architecture(name), architecture_of(model)
+    diff = [f"{k} {got[k]} (not {want[k]})" for k in want if got[k] != want[k]]
+    if diff:
+        raise WeightsError(f"MODEL.BACKBONE.WEIGHTS {path} is not a {name} CLIP: its {', '.join(diff)}. Pass the "
+                           f"{name} file, or set MODEL.BACKBONE.NAME to the release the file holds.")
+
+
 def _resolve_openai_file(name: str, cache_dir: Path, download: bool = True) -> tuple[Path, str]:
     url, fname, sha = openai_url(name)
     path = cache_dir / fname
@@ -202,6 +232,8 @@ def _load_backbone(name: str, weights: str, cache_dir: str) -> tuple[nn.Module, 
             path, sha = _resolve_openai_file(name, clip_cache_dir(cache_dir))
             info = BackboneInfo(name, "openai-file", str(path), sha)
         model = _build_from_openai_sd(_read_openai_state_dict(path, explicit=bool(weights)), path)
+        if weights:  # a downloaded file is the release its checksum names
+            _check_file_is(name, model, path)
     else:  # an open_clip ARCH:TAG (check_backbone_options refused any other name)
         import open_clip
         arch, tag = name.split(":", 1)
