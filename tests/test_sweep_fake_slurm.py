@@ -154,3 +154,27 @@ def test_the_printed_array_script_covers_the_pending_chains_and_run_by_hand_comp
                        capture_output=True)
     assert _calls(tmp_path) - before == Counter(j.run_dir for j in jobs if "/dtd/" not in j.run_dir)
     assert all(inspect(j).state == "complete" for j in jobs)
+
+
+def test_slurm_params_take_sbatch_spelling_and_typed_values_and_a_wrong_key_is_named(cluster, tmp_path, capsys):
+    out = str(tmp_path / "output")
+    sel = ["sweep", "--protocol", "fs", "--trainer", "MMRL", "--datasets", "eurosat", "--shots", "1", "--seeds", "1",
+           "--root", "/data", "--output", out, "--command", FAKE, "--executor", "slurm"]
+    # sbatch's own spelling (mail-type), a flag without value (exclusive=true), a number (nodes=1)
+    assert main([*sel, "--slurm-param", "mail-type=END", "--slurm-param", "exclusive=true",
+                 "--slurm-param", "nodes=1"]) == 0
+    script = next(cluster.glob("*.sbatch")).read_text()
+    assert "#SBATCH --mail-type=END\n" in script and "#SBATCH --exclusive\n" in script, script
+    _wait_idle(cluster)
+    capsys.readouterr()
+    assert main([*sel, "--shots", "2", "--slurm-param", "acount=proj"]) == 2
+    err = capsys.readouterr().err
+    assert "--slurm-param acount=proj" in err and "account" in err and "Traceback" not in err, err
+
+
+def test_the_printed_script_keeps_a_fractional_memory_request():
+    from mmrl.sweep.printer import sbatch_script
+    text = sbatch_script([0], [], cwd="/w", python="python", parallelism=1, timeout_min=60, log_dir="/l", mem_gb=8.5)
+    assert "#SBATCH --mem=8704M\n" in text, text
+    assert "#SBATCH --mem=16G\n" in sbatch_script([0], [], cwd="/w", python="python", parallelism=1,
+                                                   timeout_min=60, log_dir="/l", mem_gb=16)

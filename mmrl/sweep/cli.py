@@ -72,7 +72,8 @@ def register_sweep(subparsers) -> None:
     s.add_argument("--cpus-per-task", type=int, default=None)
     s.add_argument("--mem-gb", type=float, default=None)
     s.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="more submitit slurm_* parameters, e.g. account=myproj (repeatable)")
+                   help="more submitit slurm_* parameters, e.g. account=myproj, mail-type=END, "
+                        "exclusive=true (repeatable)")
     s.add_argument("--cluster", default="slurm", choices=("slurm", "local"),
                    help="submitit cluster (default: slurm; local runs the arrays on this machine)")
     s.add_argument("--wait", action="store_true", help="slurm: wait for the arrays and print the summary")
@@ -220,13 +221,25 @@ def _print_plan(args, jobs, runner, again) -> int:
     return 0
 
 
+def _slurm_value(text: str):
+    """Numbers as numbers (submitit computes with some, e.g. nodes), true as a bare sbatch flag."""
+    if text.lower() == "true":
+        return True
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _slurm_extra(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"--slurm-param {pair!r} must look like KEY=VALUE (e.g. account=myproj)")
         k, v = pair.split("=", 1)
-        out[k.strip()] = v.strip()
+        out[k.strip().replace("-", "_")] = _slurm_value(v.strip())  # sbatch's spelling (mail-type) too
     return out
 
 
