@@ -178,3 +178,22 @@ def test_the_printed_script_keeps_a_fractional_memory_request():
     assert "#SBATCH --mem=8704M\n" in text, text
     assert "#SBATCH --mem=16G\n" in sbatch_script([0], [], cwd="/w", python="python", parallelism=1,
                                                    timeout_min=60, log_dir="/l", mem_gb=16)
+
+
+def test_a_chain_whose_training_runs_in_another_sweep_is_left_to_that_sweep(cluster, tmp_path, capsys):
+    from mmrl.engine.rundir import RunLock
+    out = str(tmp_path / "output")
+    sel = ["sweep", *_sel(out, "--datasets", "eurosat")]
+    train = expand("b2n", trainers=["MMRL"], datasets=["eurosat"], seeds=[1], root="/data", output=out)[0]
+    Path(train.run_dir).mkdir(parents=True)
+    lock = RunLock(train.run_dir)
+    assert lock.acquire()  # another sweep's array task is training it (and will evaluate it)
+    try:
+        assert main([*sel, "--executor", "slurm"]) == 0
+        assert "nothing to submit" in capsys.readouterr().out
+        assert not list(cluster.glob("*.sbatch"))  # no allocation spent on a task that could only wait
+        assert main(sel) == 0  # the local executor: the evaluation is not a failure to fix either
+        text = capsys.readouterr().out
+        assert "BLOCKED" not in text and "2 job(s) are running in another sweep" in text, text
+    finally:
+        lock.release()

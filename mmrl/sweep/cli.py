@@ -194,7 +194,12 @@ def cmd_sweep(args) -> int:
 def _pending_chains(jobs) -> tuple[list[int], list[list[Job]], dict]:
     states = _states(jobs)
     groups = chains(jobs)
-    idx = [i for i, g in enumerate(groups) if any(states[j.id].action not in ("skip", "elsewhere") for j in g)]
+
+    def pending(g: list[Job]) -> bool:
+        if g[0].role == "train" and states[g[0].id].action == "elsewhere":
+            return False  # its evaluations could only wait for the sweep that holds the training
+        return any(states[j.id].action not in ("skip", "elsewhere") for j in g)
+    idx = [i for i, g in enumerate(groups) if pending(g)]
     return idx, [groups[i] for i in idx], states
 
 
@@ -247,7 +252,8 @@ def _slurm(args, jobs, runner) -> int:
     from mmrl.sweep import slurm
     _, todo, _ = _pending_chains(jobs)
     if not todo:
-        print("nothing to submit: every job is complete or running elsewhere")
+        print("nothing to submit: every job is complete or running elsewhere (run this sweep again once "
+              "the other sweeps are done)")
         return 0
     opts = slurm.SlurmOptions(folder=str(Path(args.output) / ".submitit"), cluster=args.cluster,
                               parallelism=args.parallel, timeout_min=args.timeout_min, partition=args.partition,
