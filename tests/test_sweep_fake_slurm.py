@@ -197,3 +197,22 @@ def test_a_chain_whose_training_runs_in_another_sweep_is_left_to_that_sweep(clus
         assert "BLOCKED" not in text and "2 job(s) are running in another sweep" in text, text
     finally:
         lock.release()
+
+
+@pytest.mark.slow
+def test_a_cancelled_array_task_is_reported_failed_with_its_slurm_log(cluster, tmp_path, monkeypatch):
+    out = str(tmp_path / "output")
+    monkeypatch.setenv("FAKE_SLEEP", "3")
+    sweep = subprocess.Popen([sys.executable, "-m", "mmrl", "sweep", *_sel(out, "--datasets", "eurosat", "dtd"),
+                              "--executor", "slurm", "--wait"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    end = time.time() + 60
+    while not (cluster / "1000_1.pgid").exists():
+        assert time.time() < end and sweep.poll() is None, "task 1 never started"
+        time.sleep(0.05)
+    subprocess.run(["scancel", "1000_1"], check=True)  # e.g. a node failure or a user's scancel
+    text = sweep.communicate(timeout=120)[0]
+    assert sweep.returncode == 1, text
+    log = Path(out) / ".submitit" / "1000_1_0_log.err"
+    assert text.count("why: array task 1000_1 failed") == 2 and text.count(f"log: {log}") == 2, text
+    assert log.exists() and "state: CANCELLED" in text
