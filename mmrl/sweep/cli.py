@@ -72,7 +72,8 @@ def register_sweep(subparsers) -> None:
     s.add_argument("--cpus-per-task", type=int, default=None)
     s.add_argument("--mem-gb", type=float, default=None)
     s.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="more submitit slurm_* parameters, e.g. account=myproj (repeatable)")
+                   help="more submitit slurm_* parameters, e.g. account=myproj, mail-type=END, "
+                        "exclusive=true (repeatable)")
     s.add_argument("--cluster", default="slurm", choices=("slurm", "local"),
                    help="submitit cluster (default: slurm; local runs the arrays on this machine)")
     s.add_argument("--wait", action="store_true", help="slurm: wait for the arrays and print the summary")
@@ -198,7 +199,12 @@ def cmd_sweep(args) -> int:
 def _pending_chains(jobs) -> tuple[list[int], list[list[Job]], dict]:
     states = _states(jobs)
     groups = chains(jobs)
-    idx = [i for i, g in enumerate(groups) if any(states[j.id].action not in ("skip", "elsewhere") for j in g)]
+
+    def pending(g: list[Job]) -> bool:
+        if g[0].role == "train" and states[g[0].id].action == "elsewhere":
+            return False  # its evaluations could only wait for the sweep that holds the training
+        return any(states[j.id].action not in ("skip", "elsewhere") for j in g)
+    idx = [i for i, g in enumerate(groups) if pending(g)]
     return idx, [groups[i] for i in idx], states
 
 
@@ -225,13 +231,25 @@ def _print_plan(args, jobs, runner, again) -> int:
     return 0
 
 
+def _slurm_value(text: str):
+    """Numbers as numbers (submitit computes with some, e.g. nodes), true as a bare sbatch flag."""
+    if text.lower() == "true":
+        return True
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _slurm_extra(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"--slurm-param {pair!r} must look like KEY=VALUE (e.g. account=myproj)")
         k, v = pair.split("=", 1)
-        out[k.strip()] = v.strip()
+        out[k.strip().replace("-", "_")] = _slurm_value(v.strip())  # sbatch's spelling (mail-type) too
     return out
 
 
@@ -239,7 +257,8 @@ def _slurm(args, jobs, runner) -> int:
     from mmrl.sweep import slurm
     _, todo, _ = _pending_chains(jobs)
     if not todo:
-        print("nothing to submit: every job is complete or running elsewhere")
+        print("nothing to submit: every job is complete or running elsewhere (run this sweep again once "
+              "the other sweeps are done)")
         return 0
     opts = slurm.SlurmOptions(folder=str(Path(args.output) / ".submitit"), cluster=args.cluster,
                               parallelism=args.parallel, timeout_min=args.timeout_min, partition=args.partition,

@@ -25,9 +25,11 @@ Progress = Callable[[Outcome], None]
 def _blocked_by(job: Job, outcomes: dict[str, Outcome]) -> Outcome | None:
     for dep in job.after:
         o = outcomes.get(dep)
+        if o is not None and o.action == "elsewhere":
+            # not a failure: the sweep that holds the training evaluates it, or a later sweep does
+            return Outcome(job, "elsewhere", False, f"its training {dep} is running elsewhere")
         if o is not None and not o.ok:
-            why = "is running elsewhere" if o.action == "elsewhere" else f"did not complete ({o.action})"
-            return Outcome(job, "blocked", False, f"its training {dep} {why}")
+            return Outcome(job, "blocked", False, f"its training {dep} did not complete ({o.action})")
     return None
 
 

@@ -66,7 +66,9 @@ def sbatch_script(chain_indices: list[int], sweep_argv: list[str], *, cwd: str, 
     if cpus_per_task:
         head.append(f"#SBATCH --cpus-per-task={int(cpus_per_task)}")
     if mem_gb:
-        head.append(f"#SBATCH --mem={int(mem_gb)}G")
+        # whole gigabytes as G; otherwise megabytes, since --mem takes integers only
+        head.append(f"#SBATCH --mem={int(mem_gb)}G" if float(mem_gb).is_integer()
+                    else f"#SBATCH --mem={int(mem_gb * 1024)}M")
     body = [
         "",
         "# One array task = one chain of the plan (a training, then the evaluations that load it).",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmrl.errors import RunError
+from mmrl.errors import ConfigError, RunError
 from mmrl.sweep.executors import run_local
 from mmrl.sweep.plan import Job
 from mmrl.sweep.runner import Outcome, Runner
@@ -79,6 +79,11 @@ def submit(chains: list[list[Job]], runner: Runner, opts: SlurmOptions) -> list:
         # submitit's auto-detection would quietly fall back to running here; say so instead
         raise RunError("--executor slurm: sbatch is not on PATH (not a SLURM login node?). Use --executor print "
                        "to get an sbatch script, or --cluster local to run the arrays on this machine")
+    valid = sm.SlurmExecutor._valid_parameters()
+    for k, v in opts.extra.items():
+        if k.removeprefix("slurm_") not in valid:
+            raise ConfigError(f"--slurm-param {k.removeprefix('slurm_')}={v}: submitit's SLURM executor has no "
+                              f"parameter {k.removeprefix('slurm_')!r}; it takes {', '.join(sorted(valid))}")
     Path(opts.folder).mkdir(parents=True, exist_ok=True)
     try:
         executor = sm.AutoExecutor(folder=opts.folder, cluster=opts.cluster)
