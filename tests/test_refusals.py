@@ -454,3 +454,17 @@ def test_resume_refused_for_changed_weights_stays_refused_until_the_file_is_back
     weights.write_bytes(original)
     monkeypatch.setattr(backbone, "_SHARED", {})
     assert run_main(args) == 0 and record(out)["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_resume_with_another_number_of_loader_workers_is_refused(data_root, killed):
+    """DATALOADER.NUM_WORKERS is no part of the config hash (it names resources), yet it changes the
+    augmentations (docs/protocol.md): epochs 2-3 under other workers than epoch 1 would be neither
+    run's result."""
+    assert run_main(killed_argv(data_root, killed, opts=["DATALOADER.NUM_WORKERS", "1"])) == 1
+    rec = record(killed)
+    assert rec["status"] == "failed" and "resume.pth" in rec["error"]
+    assert "DATALOADER.NUM_WORKERS 0" in rec["error"] and "this run has 1" in rec["error"]
+    assert not (killed / MODEL / "model.pth.tar-3").exists()
+    assert run_main(killed_argv(data_root, killed)) == 0  # the original value resumes
+    assert record(killed)["status"] == "complete"

@@ -215,6 +215,7 @@ class Trainer:
             "arch": self.method.arch(self.model),
             "epoch_hook": self.epoch_hook.state_dict() if self.epoch_hook else None,
             "backbone_sha256": self._backbone_sha256(),
+            "num_workers": self.cfg.DATALOADER.NUM_WORKERS,
         }, self._resume_path())
 
     def _backbone_sha256(self) -> str | None:
@@ -237,6 +238,13 @@ class Trainer:
                 f"{self.backbone_info.path} (sha256 {now[:12]}): resuming would continue the training on other "
                 f"frozen weights. Set MODEL.BACKBONE.WEIGHTS to a file holding the weights it was trained "
                 f"with, or move the run directory aside to start over.")
+        workers, now_workers = state.get("num_workers"), self.cfg.DATALOADER.NUM_WORKERS
+        if workers is not None and workers != now_workers:  # out of the hash, yet it changes the augmentations
+            raise CheckpointError(
+                f"{path} was trained with DATALOADER.NUM_WORKERS {workers}, this run has {now_workers}: the loader "
+                f"workers draw the augmentations (docs/protocol.md), so the remaining epochs would make a run that "
+                f"is neither's. Pass DATALOADER.NUM_WORKERS {workers} to resume, or move the run directory aside "
+                f"to start over.")
         log.info("Found checkpoint at %s (will resume training)", path.parent)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state_for(self.optimizer, state["optimizer"]))
