@@ -258,3 +258,8 @@ def test_cli_layout_flag(b2n_report, tmp_path, capsys):
     assert "| Dataset" in capsys.readouterr().out
     assert _cli(["table", "--protocol", "b2n", "--output", out, "--layout", "paper", "--per-seed"]) == 2
     assert "--layout wide" in capsys.readouterr().err
+
+
+def test_an_average_over_one_dataset_is_titled_in_the_singular(tmp_path):
+    jobs = fill(str(tmp_path / "o"), "b2n", lambda j: 70.0, trainers=["MMRL"], datasets=["eurosat"], seeds=[1])
+    assert build_paper(build_report(jobs)).blocks[0].title == "(a) Average over 1 dataset"

@@ -144,7 +144,8 @@ def build_paper(report: Report, *, published: bool = False, source: str = catalo
     if report.protocol == "b2n":
         metrics = [m for m, _ in B2N_COLUMNS]
         for i, stem in enumerate(average + datasets):
-            name = f"Average over {len(datasets)} datasets" if stem == AVERAGE else _name(stem)
+            n = len(datasets)
+            name = f"Average over {n} dataset{'s' if n != 1 else ''}" if stem == AVERAGE else _name(stem)
             title = (f"({chr(ord('a') + i)}) " if i < 26 else "") + name
             blocks.append(Block(_name(stem), title, list(B2N_COLUMNS),
                                 _block_rows(report, trainers, [stem] * 3, metrics, None, entries)))
