@@ -196,15 +196,15 @@ def test_checkpoint_pointer_outside_the_folder_is_refused(tmp_path):
         rundir.find_checkpoint(tmp_path / "run")
 
 
-def _ctx(trainer, clip, classnames=("a", "b")):
-    """What build_for_eval needs to build ``trainer``'s model on ``clip`` (its B2N config, tiny-test)."""
+def _ctx(trainer, clip, classnames=("a", "b"), opts=()):
+    """What build_for_eval needs to build ``trainer``'s model on ``clip`` (its B2N config, tiny-test, ``opts``)."""
     from mmrl.config import resolve_config
     from mmrl.engine.args import parse_run_args
     from mmrl.sweep.plan import cfg_for, trainer_config_file
     from mmrl.trainers import BuildContext
     cfg = resolve_config(parse_run_args([
         "--trainer", trainer, "--config-file", trainer_config_file(trainer, cfg_for("b2n", trainer, "eurosat")),
-        "MODEL.BACKBONE.NAME", "tiny-test", "TASK", "B2N"])).cfg
+        "MODEL.BACKBONE.NAME", "tiny-test", "TASK", "B2N", *opts])).cfg
     return BuildContext(cfg=cfg, classnames=list(classnames), template="a photo of a {}.",
                         device=torch.device("cpu"), backbone=lambda name: clip)
 
@@ -231,9 +231,10 @@ def test_our_class_specific_context_for_another_class_count_is_refused_by_name(t
     arch = PromptArch(trainer="CoOp", backbone="tiny-test", n_ctx=4, csc=True)
     ck = EvalCheckpoint(path="/runs/coop/model.pth.tar-5", epoch=5, arch=arch.to_dict(),
                         state_dict={"prompt_learner.ctx": torch.zeros(3, 4, 64)})
-    assert coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b", "c")), ck) is not None
+    trained_with = ("TRAINER.COOP.CTX_INIT", "", "TRAINER.COOP.CSC", "True", "TRAINER.COOP.N_CTX", "4")
+    assert coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b", "c"), trained_with), ck) is not None
     with pytest.raises(CheckpointError, match=r"/runs/coop/model.pth.tar-5.*prompt_learner.ctx.*\(3, 4, 64\)"):
-        coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b")), ck)
+        coop.build_for_eval(_ctx("CoOp", tiny_clip, ("a", "b"), trained_with), ck)
 
 
 def test_authors_checkpoint_of_another_backbone_is_refused(tmp_path, tiny_clip):
@@ -282,3 +283,30 @@ def test_a_vit_b16_is_a_vit_b16_and_not_a_vit_b32(vitb16_clip):
     assert shapes == backbone.openai_architecture("ViT-B/16")
     other = backbone.openai_architecture("ViT-B/32")
     assert {k for k in shapes if shapes[k] != other[k]} == {"patch size"}
+
+
+@pytest.mark.parametrize("trainer, key, value, field", [
+    ("MMRL", "TRAINER.MMRL.REP_DIM", "256", "rep_dim"),
+    ("MMRL", "TRAINER.MMRL.REP_LAYERS", "[7, 8]", "rep_layers"),
+    ("MMRLpp", "TRAINER.MMRLpp.RES_LORA_DIM", "8", "res_lora_dim"),
+    ("CoOp", "TRAINER.COOP.CTX_INIT", "a photo", "ctx_init"),
+    ("CoCoOp", "TRAINER.COCOOP.CTX_INIT", "a photo", "ctx_init"),
+    ("IVLP", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "3", "depth_vision"),
+    ("MaPLe", "TRAINER.MAPLE.PROMPT_DEPTH", "3", "depth_text"),
+    ("PromptSRC", "TRAINER.PROMPTSRC.N_CTX_TEXT", "2", "n_ctx_text"),
+    ("CoOp", "MODEL.BACKBONE.NAME", "demo-tiny", "backbone"),
+])
+def test_an_evaluation_whose_config_describes_another_model_than_our_checkpoint_is_refused(
+        tiny_clip, trainer, key, value, field):
+    """The model comes from the file's architecture; a config that says otherwise would be the
+    run's recorded config (and the authors' code fails to load such a file)."""
+    from mmrl.trainers import EvalCheckpoint, registry
+    method = registry.get(trainer)
+    model = method.build(_ctx(trainer, tiny_clip), for_training=False)
+    ck = EvalCheckpoint(path=f"/runs/{trainer}/model.pth.tar-5", epoch=5, arch=method.arch(model),
+                        state_dict={k: v.detach().clone() for k, v in model.trainable_state().items()}
+                        if hasattr(model, "trainable_state") else dict(model.state_dict()))
+    assert method.build_for_eval(_ctx(trainer, tiny_clip), ck) is not None
+    with pytest.raises(CheckpointError, match=rf"{ck.path} holds a model with (.*; )?{field} .*the config says") as e:
+        method.build_for_eval(_ctx(trainer, tiny_clip, opts=(key, value)), ck)
+    assert "record.json" in str(e.value)

@@ -59,6 +59,18 @@ def check_ours_is_of(ck: EvalCheckpoint, method: str) -> bool:
     return True
 
 
+def check_config_describes(path: str, stored: dict[str, Any], current: dict[str, Any]) -> None:
+    """The evaluation's config describes the checkpoint's model (``stored``, the architecture the
+    file was trained with; ``current``, what the config builds). The model is built from the file
+    either way, but the config is what the run records (and the authors' code cannot load such a file)."""
+    diff = [f"{k} {stored[k]!r} where the config says {v!r}" for k, v in current.items()
+            if k in stored and stored[k] != v]
+    if diff:
+        raise CheckpointError(f"{path} holds a model with {'; '.join(diff)}. Evaluate with its training's settings "
+                              f"(the config in its run's record.json: the same --config-file and options), or "
+                              f"the --model-dir of a training with these.")
+
+
 def load_ours(model: nn.Module, ck: EvalCheckpoint, classes: int) -> None:
     """Load our file's tensors into ``model`` (built from its arch for ``classes`` classes), or a
     CheckpointError naming the tensor: a class-specific tensor only fits the class list it was trained on."""
