@@ -23,3 +23,49 @@ def test_module_scoped_fixtures_write_to_the_isolated_caches(module_scoped_env, 
     cache, clip_cache = module_scoped_env
     assert cache is not None and Path(cache).is_relative_to(base)
     assert clip_cache is not None and Path(clip_cache).is_relative_to(base)
+
+
+# A stand-in train.py: lists the descriptors it inherited, then writes a complete record.
+_CHILD = r"""
+import json, os, sys
+out = sys.argv[sys.argv.index("--output-dir") + 1]
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass  # the listing's own descriptor, closed by now
+os.makedirs(out, exist_ok=True)
+with open(os.environ["FD_LOG"], "a") as f:
+    f.write(json.dumps({"out": out, "fds": fds, "env": os.environ.get("MMRL_RUN_LOCK_FDS")}) + "\n")
+with open(os.path.join(out, "record.json"), "w") as f:
+    json.dump({"schema": 1, "status": "complete"}, f)
+"""
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("executor", ["local", "gpus"])
+def test_a_sweep_keeps_no_descriptor_per_job_and_hands_each_child_only_its_lock(tmp_path, monkeypatch, executor):
+    from mmrl.engine.rundir import lock_path
+    from mmrl.sweep.executors import run_gpu_pool, run_local
+    from mmrl.sweep.plan import expand
+    from mmrl.sweep.runner import CommandRunner
+    log = tmp_path / "fds.jsonl"
+    monkeypatch.setenv("FD_LOG", str(log))
+    jobs = expand("b2n", root="/data", output=str(tmp_path / "out"), trainers=["MMRL"], datasets=["eurosat"],
+                  seeds=list(range(1, 9)))
+    runner = CommandRunner(prefix=(sys.executable, "-I", "-S", "-c", _CHILD))
+    before = _open_fds()
+    outcomes = (run_local(jobs, runner) if executor == "local" else
+                run_gpu_pool(jobs, runner, ["0", "1", "2"]))  # three jobs at once, three locks held at once
+    assert [o.action for o in outcomes] == ["ran"] * len(jobs)
+    assert _open_fds() == before
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) == len(jobs)
+    for child in seen:
+        inherited = {fd: target for fd, target in child["fds"].items() if fd not in ("0", "1", "2")}
+        assert inherited == {child["env"]: str(lock_path(child["out"]))}, child
