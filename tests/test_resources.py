@@ -69,3 +69,47 @@ def test_a_sweep_keeps_no_descriptor_per_job_and_hands_each_child_only_its_lock(
     for child in seen:
         inherited = {fd: target for fd, target in child["fds"].items() if fd not in ("0", "1", "2")}
         assert inherited == {child["env"]: str(lock_path(child["out"]))}, child
+
+
+def _children() -> list[tuple[str, str]]:
+    """(pid, state) of this process's children, zombies included."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            out.append((pid, fields[0]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def eurosat_root(tmp_path_factory):
+    from engine_helpers import write_eurosat
+    return write_eurosat(tmp_path_factory)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_runs_in_one_process_leave_no_handlers_descriptors_or_loader_workers(eurosat_root, tmp_path):
+    from engine_helpers import argv
+    from mmrl.engine.run import main as run_main, main_many
+    logger = logging.getLogger("mmrl")
+
+    def zeroshot(name, seed):
+        a = argv(eurosat_root, tmp_path / name, "--eval-only", seed=seed, subsample="new",
+                 opts=["DATALOADER.NUM_WORKERS", "2", "TEST.CACHE_DIR", str(tmp_path / "testcache")])
+        a[a.index("--trainer") + 1] = "ZeroshotCLIP"
+        return a
+
+    assert run_main(zeroshot("warm", 1)) == 0  # the first run loads the backbone and builds the cache
+    handlers, fds = list(logger.handlers), _open_fds()
+    for i in range(2):
+        assert run_main(zeroshot(f"single{i}", i + 2)) == 0
+        assert main_many([zeroshot(f"many{i}a", i + 2), zeroshot(f"many{i}b", i + 2)]) == [0, 0]
+        assert logger.handlers == handlers and _open_fds() == fds and _children() == []
+    # each run's log holds its own lines only, once
+    for name in ("single1", "many1b"):
+        text = (tmp_path / name / "log.txt").read_text()
+        assert text.count("=> result") == 1 and text.count("** Arguments **") == 1
