@@ -8,11 +8,15 @@ import torch
 torch.set_num_threads(min(2, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path_factory, monkeypatch):
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory):
+    # session scope: pytest sets up module-scoped fixtures (shared trainings) before function-scoped
+    # ones, and those would write test-image caches into the user's ~/.cache/mmrl
     cache = tmp_path_factory.getbasetemp() / "mmrl-cache"
-    monkeypatch.setenv("MMRL_CACHE", str(cache))
-    monkeypatch.setenv("MMRL_CLIP_CACHE", str(cache / "clip"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMRL_CACHE", str(cache))
+        mp.setenv("MMRL_CLIP_CACHE", str(cache / "clip"))
+        yield
 
 
 @pytest.fixture(scope="session")
