@@ -119,6 +119,8 @@ def test_plot_names_the_records_it_could_not_read(tmp_path, capsys):
     (["--shots", "4"], "--shots applies to --protocol fs only"),
     (["--opts", "OPTIM.LRR", "1"], "--opts OPTIM.LRR 1: unknown config key 'OPTIM.LRR'. Did you mean OPTIM.LR"),
     (["--opts", "OPTIM.LR", "abc"], "--opts OPTIM.LR abc: OPTIM.LR must be of type float"),
+    (["--opts", "DATASET.NUM_SHOTS", "2"], r"--opts DATASET.NUM_SHOTS: the sweep sets .*use --shots"),
+    (["--opts", "OPTIM.MAX_EPOCH", "1", "seed", "4"], r"--opts seed: the sweep sets SEED .*use --seeds"),
     (["--datasets", "eurosatt"],
      r"unknown dataset 'eurosatt' \(--datasets / --source\): no config file .*eurosatt\.yaml\. The shipped stems"),
     (["--protocol", "cd", "--source", "imagenett"], r"unknown dataset 'imagenett'"),

@@ -156,9 +156,20 @@ class _Builder:
         return job
 
 
+# Keys the plan sets per job and names its run directories after: from --opts they would make a
+# run whose directory says otherwise (2 shots under shots_16), which the tables would then read.
+PLAN_KEYS = {"DATASET.NUM_SHOTS": "--shots (few-shot protocol)", "DATASET.SUBSAMPLE_CLASSES": "--protocol",
+             "TASK": "--protocol", "SEED": "--seeds", "OUTPUT_DIR": "--output", "DATASET.ROOT": "--root",
+             "TRAINER.NAME": "--trainers", "DATASET.NAME": "--datasets"}
+
+
 def _check_opts(trainers, opts: list[str]) -> None:
     """--opts keys and value types, checked once here instead of failing in every job."""
     from mmrl.config.layers import ConfigBuilder
+    for key in opts[::2]:
+        if str(key).upper() in PLAN_KEYS:
+            raise ConfigError(f"--opts {key}: the sweep sets {str(key).upper()} for each job and names its run "
+                              f"directory after it; use {PLAN_KEYS[str(key).upper()]} instead.")
     for t in trainers:
         try:
             ConfigBuilder(t).merge_opts(opts)
