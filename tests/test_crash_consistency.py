@@ -49,7 +49,8 @@ sys.exit(run.main(args) if entry == "main" else max(run.main_many(args)))
 
 def killed_at(args, name: str, nth: int = 1, when: str = "before", entry: str = "main") -> None:
     """Run ``args`` in a child that SIGKILLs itself at the ``nth`` rename onto ``name``."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # the child's float reductions must be the in-process runs' (conftest sets their thread count)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(torch.get_num_threads()))
     p = subprocess.run([sys.executable, "-c", CHILD, name, str(nth), when, entry], input=json.dumps(args),
                        env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == -signal.SIGKILL, f"not killed at {name}#{nth} {when}: rc {p.returncode}\n{p.stderr[-3000:]}"

@@ -250,7 +250,7 @@ register(NoArch())
 
 @pytest.mark.slow
 def test_a_model_without_arch_fails_before_training_naming_the_fix(tmp_path):
-    from tests.engine_helpers import argv, write_eurosat
+    from engine_helpers import argv, write_eurosat
     (tmp_path / "noarch.py").write_text(NOARCH)
 
     class Factory:

@@ -105,7 +105,9 @@ def _resolve_inputs(args) -> tuple[list[Job], list[str]]:
     # The arguments that rebuild this exact plan (for the sbatch script's --chain tasks).
     again = ["--protocol", args.protocol, "--trainer", *args.trainers, "--root", root.path,
              "--output", args.output, "--source", source,
-             "--seeds", *map(str, args.seeds or DEFAULT_SEEDS), "--shots", *map(str, args.shots or DEFAULT_SHOTS)]
+             "--seeds", *map(str, args.seeds or DEFAULT_SEEDS)]
+    if args.protocol == "fs":  # the only protocol that takes --shots
+        again += ["--shots", *map(str, args.shots or DEFAULT_SHOTS)]
     if datasets:
         again += ["--datasets", *datasets]
     if args.opts:
