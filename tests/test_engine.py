@@ -46,6 +46,8 @@ def test_train_then_eval_new(data_root, tmp_path):
     rec = record(ev)
     assert rec["status"] == "complete" and rec["mode"] == "eval"
     assert rec["checkpoint"]["path"].endswith("model.pth.tar-2") and len(rec["checkpoint"]["sha256"]) == 64
+    # built as trained (2048), and the record says the config's 512 was not used
+    assert rec["checkpoint"]["notes"]["config_not_used"] == {"rep_dim": {"config": 512, "checkpoint": 2048}}
     pred = np.load(ev / "predictions.npz")
     assert pred["logits"].shape == (len(pred["label"]), 5) and str(pred["head"]) == "class"
     assert not (ev / "MultiModalRepresentationLearner").exists()

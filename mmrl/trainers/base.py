@@ -7,6 +7,7 @@ A method is one module under ``mmrl/trainers/`` (or a plug-in's, :mod:`mmrl.plug
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -15,6 +16,8 @@ from torch import nn
 from yacs.config import CfgNode as CN
 
 from mmrl.errors import CheckpointError, ConfigError
+
+log = logging.getLogger("mmrl.engine")
 
 # The training arithmetics a method's PREC may name (its enumerated_keys).
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
@@ -59,16 +62,15 @@ def check_ours_is_of(ck: EvalCheckpoint, method: str) -> bool:
     return True
 
 
-def check_config_describes(path: str, stored: dict[str, Any], current: dict[str, Any]) -> None:
-    """The evaluation's config describes the checkpoint's model (``stored``, the architecture the
-    file was trained with; ``current``, what the config builds). The model is built from the file
-    either way, but the config is what the run records (and the authors' code cannot load such a file)."""
-    diff = [f"{k} {stored[k]!r} where the config says {v!r}" for k, v in current.items()
-            if k in stored and stored[k] != v]
+def note_config_not_used(ck: EvalCheckpoint, stored: dict[str, Any], current: dict[str, Any]) -> None:
+    """The model is built from the architecture the checkpoint was trained with (``stored``), never
+    from the evaluation's config (``current``; e.g. a CD target's per-dataset overrides): where the
+    two differ, say so in the log and in the run's record, which would otherwise show the config's."""
+    diff = {k: {"config": v, "checkpoint": stored[k]} for k, v in current.items() if k in stored and stored[k] != v}
     if diff:
-        raise CheckpointError(f"{path} holds a model with {'; '.join(diff)}. Evaluate with its training's settings "
-                              f"(the config in its run's record.json: the same --config-file and options), or "
-                              f"the --model-dir of a training with these.")
+        log.warning("%s: the model is built as the checkpoint was trained, not as the config says: %s", ck.path,
+                    "; ".join(f"{k} {d['checkpoint']!r} (config: {d['config']!r})" for k, d in diff.items()))
+        ck.notes["config_not_used"] = diff
 
 
 def load_ours(model: nn.Module, ck: EvalCheckpoint, classes: int) -> None:

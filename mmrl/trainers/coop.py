@@ -6,7 +6,7 @@ from yacs.config import CfgNode as CN
 
 from mmrl.models import coop as cp
 from mmrl.models.coop_official import from_official, official_initial_state
-from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, check_config_describes,
+from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, note_config_not_used,
                                 check_ours_is_of, load_ours)
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
@@ -43,7 +43,7 @@ class PromptMethod(Method):
 
     def build_for_eval(self, ctx: BuildContext, ck: EvalCheckpoint) -> cp.PromptedCLIP:
         if check_ours_is_of(ck, self.name):  # ours: the learned tensors and the architecture
-            check_config_describes(ck.path, ck.arch, cp.PromptArch.from_cfg(ctx.cfg).to_dict())
+            note_config_not_used(ck, ck.arch, cp.PromptArch.from_cfg(ctx.cfg).to_dict())
             model = self._model(ctx, cp.PromptArch.from_dict(ck.arch))
             load_ours(model, ck, len(ctx.classnames))
             return model.to(ctx.device)

@@ -10,7 +10,7 @@ from yacs.config import CfgNode as CN
 from mmrl.models import deep_prompts as dp
 from mmrl.models.deep_prompts_init import reference_initial_state
 from mmrl.models.deep_prompts_official import clip_with_frozen, from_official
-from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, check_config_describes,
+from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, note_config_not_used,
                                 check_ours_is_of)
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
@@ -44,7 +44,7 @@ class DeepPromptMethod(Method):
 
     def build_for_eval(self, ctx: BuildContext, ck: EvalCheckpoint) -> dp.DeepPromptModel:
         if check_ours_is_of(ck, self.name):  # ours: the learned tensors and the architecture
-            check_config_describes(ck.path, ck.arch, dp.DeepPromptArch.from_cfg(ctx.cfg).to_dict())
+            note_config_not_used(ck, ck.arch, dp.DeepPromptArch.from_cfg(ctx.cfg).to_dict())
             model = self._model(ctx, dp.DeepPromptArch.from_dict(ck.arch))
             model.load_state_dict(ck.state_dict, strict=True)
             return model.to(ctx.device)

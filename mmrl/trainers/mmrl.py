@@ -11,7 +11,7 @@ from mmrl.errors import CheckpointError, ConfigError
 from mmrl.models.init_order import ClipDims, reference_initial_state
 from mmrl.models.mmrl import ArchSpec, Behaviour, MultiModalRepresentationLearner, select_test_logits
 from mmrl.models.prompts import Prompts
-from mmrl.trainers.base import PRECISIONS, BuildContext, EvalCheckpoint, Method, check_config_describes
+from mmrl.trainers.base import PRECISIONS, BuildContext, EvalCheckpoint, Method, note_config_not_used
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
 
@@ -141,7 +141,7 @@ class MMRL(Method):
         spec = ArchSpec.from_dict(arch)
         if spec.trainer != current.trainer:
             raise CheckpointError(f"{ck.path} holds a {spec.trainer} model but --trainer is {current.trainer}")
-        check_config_describes(ck.path, spec.to_dict(), current.to_dict())
+        note_config_not_used(ck, spec.to_dict(), current.to_dict())
         model = self._model(ctx, spec, reference_init=False)
         if "backbone" not in ck.arch:
             check_authors_frozen(ck.state_dict, model.clip, spec.backbone, ck.path)
