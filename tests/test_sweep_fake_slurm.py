@@ -195,6 +195,9 @@ def test_a_chain_whose_training_runs_in_another_sweep_is_left_to_that_sweep(clus
         assert main(sel) == 0  # the local executor: the evaluation is not a failure to fix either
         text = capsys.readouterr().out
         assert "BLOCKED" not in text and "2 job(s) are running in another sweep" in text, text
+        assert main([*sel, "--executor", "print", "--script", str(tmp_path / "a.sbatch")]) == 0
+        text = capsys.readouterr().out
+        assert "# 0 command(s) to run" in text and "test_new" not in text, text  # nor a command that could only fail
     finally:
         lock.release()
 

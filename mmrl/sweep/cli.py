@@ -212,8 +212,8 @@ def _pending_chains(jobs) -> tuple[list[int], list[list[Job]], dict]:
 
 def _print_plan(args, jobs, runner, again) -> int:
     from mmrl.sweep.printer import command_lines, exports, sbatch_script
-    idx, _, states = _pending_chains(jobs)
-    lines = command_lines(jobs, runner.prefix, states)
+    idx, pending, states = _pending_chains(jobs)
+    lines = command_lines([j for chain in pending for j in chain], runner.prefix, states)
     print(f"# {len(lines)} command(s) to run, in order (complete runs left out); cwd {os.getcwd()}")
     for line in (exports() if lines else []) + lines:
         print(line)
