@@ -30,6 +30,12 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def killed_writes(folder: Path, name: str = "*") -> list[Path]:
+    """The temp files of ``atomic_path`` writes (of file ``name``) in ``folder`` that a killed
+    process left; only a caller that holds the lock every writer of those files takes may delete them."""
+    return sorted(p for p in folder.glob(f".{name}.*.tmp") if p.is_file() and not p.is_symlink())
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> bool:
     """Write ``text`` to ``path`` via a temp file in the same folder.
 

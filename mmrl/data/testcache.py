@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from torchvision import transforms as T
 
 from mmrl.data import loaders
-from mmrl.data.fileio import atomic_path, atomic_write_text, cache_root
+from mmrl.data.fileio import atomic_path, atomic_write_text, cache_root, killed_writes
 from mmrl.data.items import Item
 
 log = logging.getLogger("mmrl.data")
@@ -164,9 +164,9 @@ def _read_header(path: Path) -> dict | None:
 
 
 def _remove_killed_builds(folder: Path, key: str) -> None:
-    """Delete the temp files of a build that was killed (``atomic_path``'s ``.<name>.<random>.tmp``):
-    a test split's worth of disk each. Called under the key's lock, so no live build owns them."""
-    for tmp in folder.glob(f".{key}.*.tmp"):
+    """Delete the temp files of a build that was killed: a test split's worth of disk each.
+    Called under the key's lock, so no live build owns them."""
+    for tmp in killed_writes(folder, f"{key}.*"):
         log.info("Test image cache: removing %s, left by a build that was killed", tmp)
         tmp.unlink(missing_ok=True)
 

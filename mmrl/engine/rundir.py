@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from mmrl.config import RunArgs, config_hash, resolve_config
-from mmrl.data.fileio import atomic_write_text
+from mmrl.data.fileio import atomic_write_text, killed_writes
 from mmrl.errors import CheckpointError, RecordError, RunError
 from mmrl.trainers import registry
 from mmrl.utils.download import sha256_file
@@ -228,17 +228,13 @@ def state_files(out: Path) -> list[str]:
 
 
 def remove_temp_files(out: Path) -> list[str]:
-    """Remove what a killed writer left under a temp name (``fileio.atomic_path``'s
-    ``.<name>.<random>.tmp``) in the run directory and its model folders; returns their names.
-    Only the lock's holder calls this: no live writer owns them."""
-    folders = [out, *(out / name for name in registry.model_folders())]
+    """Remove what a killed writer left under a temp name (``fileio.killed_writes``) in the run
+    directory and its model folders; returns their names. Only the lock's holder calls this."""
     gone = []
-    for folder in folders:
-        if folder.is_dir():
-            for p in sorted(folder.glob(".*.tmp")):
-                if p.is_file() and not p.is_symlink():
-                    p.unlink()
-                    gone.append(str(p.relative_to(out)))
+    for folder in [out, *(out / name for name in registry.model_folders())]:
+        for p in killed_writes(folder):
+            p.unlink()
+            gone.append(str(p.relative_to(out)))
     return gone
 
 

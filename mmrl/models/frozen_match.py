@@ -32,12 +32,12 @@ def check_frozen_match(frozen: Mapping[str, torch.Tensor], backbone: Mapping[str
         if ref is None:
             continue
         if tuple(v.shape) != tuple(ref.shape):
-            raise CheckpointError(f"{source}: its frozen {prefix}{name} has shape {tuple(v.shape)}, but backbone {backbone_name} "
-                                  f"has {tuple(ref.shape)}: {fix}.")
+            raise CheckpointError(f"{source}: its frozen {prefix}{name} has shape {tuple(v.shape)}, but backbone "
+                                  f"{backbone_name} has {tuple(ref.shape)}: {fix}.")
         if not (values and v.is_floating_point() and v.numel()):
             continue
         v, ref = v.detach().float(), ref.detach().float()
         diff, scale = float((v - ref).abs().max()), float(ref.abs().max())
         if diff > SAME_WEIGHTS_RTOL * scale:
-            raise CheckpointError(f"{source}: its frozen {prefix}{name} differs from backbone {backbone_name}'s by up to {diff:.3g} "
-                                  f"({diff / max(scale, 1e-12):.1%} of its largest value): {fix}.")
+            raise CheckpointError(f"{source}: its frozen {prefix}{name} differs from backbone {backbone_name}'s by up to "
+                                  f"{diff:.3g} ({diff / max(scale, 1e-12):.1%} of its largest value): {fix}.")

@@ -28,8 +28,12 @@ class Reading:
     value: float | None
     source: str        # "record" | "log" | why there is no value
     path: str
-    config: dict | None = None   # the record's resolved config (None for log.txt readings)
     record: dict | None = None   # the whole record (None for log.txt readings)
+
+    @property
+    def config(self) -> dict | None:
+        """The record's resolved config."""
+        return self.record.get("config") if self.record is not None else None
 
 
 def authors_cd_dir(run_dir: str) -> Path | None:
@@ -52,7 +56,7 @@ def _read_dir(run: Path) -> Reading | None:
         acc = (rec.get("metrics") or {}).get("accuracy")
         if acc is None:
             return Reading(None, "record.json has no metrics.accuracy", str(run))
-        return Reading(float(acc), "record", str(run), rec.get("config"), rec)
+        return Reading(float(acc), "record", str(run), rec)
     log = run / "log.txt"
     if log.is_file():
         v = last_result(log)

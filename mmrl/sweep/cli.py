@@ -62,7 +62,8 @@ def register_sweep(subparsers) -> None:
     p.add_argument("--executor", choices=("local", "gpus", "slurm", "print"), default="local",
                    help="local: one job after another; gpus: one job per free GPU; slurm: submitit job "
                         "arrays; print: the commands and an sbatch array script (default: local)")
-    p.add_argument("--gpus", default=None, help="gpus executor: GPU ids as CUDA_VISIBLE_DEVICES takes them, e.g. 0,1,2,3; within CUDA_VISIBLE_DEVICES when it is set (default: all visible)")
+    p.add_argument("--gpus", default=None, help="gpus executor: GPU ids as CUDA_VISIBLE_DEVICES takes them, e.g. "
+                                                "0,1,2,3; within CUDA_VISIBLE_DEVICES when it is set (default: all visible)")
     p.add_argument("--command", default=None,
                    help='how to start one run (default: $MMRL_TRAIN_COMMAND or "python -m mmrl train")')
     s = p.add_argument_group("slurm / print")

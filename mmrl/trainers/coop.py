@@ -6,8 +6,8 @@ from yacs.config import CfgNode as CN
 
 from mmrl.models import coop as cp
 from mmrl.models.coop_official import from_official, official_initial_state
-from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, note_config_not_used,
-                                check_ours_is_of, load_ours)
+from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, check_ours_is_of, load_ours,
+                                note_config_not_used)
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
 

@@ -10,8 +10,8 @@ from yacs.config import CfgNode as CN
 from mmrl.models import deep_prompts as dp
 from mmrl.models.deep_prompts_init import reference_initial_state
 from mmrl.models.deep_prompts_official import clip_with_frozen, from_official
-from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, note_config_not_used,
-                                check_ours_is_of)
+from mmrl.trainers.base import (PRECISIONS, BuildContext, EvalCheckpoint, Method, check_ours_is_of,
+                                note_config_not_used)
 from mmrl.trainers.registry import register
 from mmrl.utils.rng import isolated_rng
 
