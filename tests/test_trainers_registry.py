@@ -72,3 +72,16 @@ def test_a_second_method_under_a_taken_name_is_refused():
         name, model_folder = "MMRL", "elsewhere"
     with pytest.raises(ConfigError, match="already registered"):
         registry.register(Impostor())
+
+
+def test_the_built_in_order_does_not_depend_on_which_method_is_imported_first():
+    """Tables list methods in the registry's order: importing one method's module first (as a test
+    module or a user script may) must not move it to the front."""
+    import subprocess
+    import sys
+    code = ("import mmrl.trainers.mmrl; from mmrl.trainers import registry; "
+            "print(' '.join(registry.names()))")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from mmrl.trainers import registry
+    built_in = [m.name for m in registry.methods() if type(m).__module__ in registry.BUILTIN]
+    assert first == built_in and first[0] == "ZeroshotCLIP"

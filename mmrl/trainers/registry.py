@@ -61,8 +61,11 @@ def _load() -> None:
 
 
 def methods() -> list[Method]:
+    """The built-ins in BUILTIN's order (whichever module was imported first), then the plug-ins
+    in registration order."""
     _load()
-    return list(_methods.values())
+    rank = {module: i for i, module in enumerate(BUILTIN)}
+    return sorted(_methods.values(), key=lambda m: rank.get(type(m).__module__, len(BUILTIN)))
 
 
 def names() -> list[str]:
